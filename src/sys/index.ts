@@ -1,0 +1,25 @@
+/**
+ * Ambit's native layer: the one typed wrapper through which the agent and the proxy make the Linux
+ * calls Node's `net` lacks (setns, SO_MARK, IP_TRANSPARENT, SO_REUSEPORT, SO_ORIGINAL_DST).
+ * Import from here, never from native.ts: that file is the only one that touches koffi.
+ */
+export { NetnsHandle, currentNetnsId, inNetns, openNetns } from './netns.js';
+export {
+  closeFd,
+  connectSocket,
+  createListenSocket,
+  createTcpSocket,
+  getMark,
+  getOriginalDst,
+  getsockoptInt,
+  localAddress,
+  setMark,
+  setsockoptInt,
+  socketFd,
+  type ConnectOptions,
+  type ListenSocketOptions,
+  type SocketOptions,
+} from './socket.js';
+export { SysError } from './errors.js';
+export { type IpFamily, type SocketAddress } from './sockaddr.js';
+export * as constants from './constants.js';
