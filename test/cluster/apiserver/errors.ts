@@ -45,6 +45,8 @@ export class ApiError extends Error {
       reason: this.reason,
       code: this.code,
     };
+    // the real server leaves an empty reason out (e.g. for errors it has no StatusReason for)
+    if (!this.reason) delete (s as Partial<Status>).reason;
     if (this.details) s.details = this.details;
     return s;
   }
