@@ -10,6 +10,14 @@ declare -A need=(
   [iptables]=iptables
   [nft]=nftables
   [/usr/lib/cni/bridge]=containernetworking-plugins
+  [containerd]=containerd
+  [runc]=runc
+  [buildah]=buildah
+  [debootstrap]=debootstrap
+  [nsenter]=util-linux
+  [curl]=curl
+  [gcc]=gcc
+  [/usr/lib/x86_64-linux-gnu/libc.a]=libc6-dev
 )
 missing=()
 for probe in "${!need[@]}"; do
