@@ -85,11 +85,25 @@ export function fieldType(name: string, field: string): TypeRef | undefined {
   return model(name)?.fields.get(field)?.type;
 }
 
+const MODEL_PREFIX = /^(?:[A-Z][a-z]+)?(V\d+(?:alpha\d+|beta\d+)?)(?=[A-Z])/;
+
+/** The Go type name of a client-node model: "V1DeploymentSpec" → "DeploymentSpec". */
+export function goStructName(modelName: string): string {
+  const m = MODEL_PREFIX.exec(modelName);
+  return m ? modelName.slice(m[0].length) : modelName;
+}
+
+/** The Go package-qualified name, as reflect prints it: "V1DeploymentSpec" → "v1.DeploymentSpec". */
+export function goQualifiedName(modelName: string): string {
+  const m = MODEL_PREFIX.exec(modelName);
+  return m ? `${m[1]!.toLowerCase()}.${modelName.slice(m[0].length)}` : modelName;
+}
+
 /** Human name of a type, in the words of Go's JSON decoder ("int32", "string", "[]v1.Container"). */
 export function goTypeName(t: TypeRef): string {
   switch (t.t) {
     case 'string':
-      return t.format === 'date-time' ? 'v1.Time' : 'string';
+      return t.format === 'date-time' ? 'v1.Time' : t.format === 'date-time-micro' ? 'v1.MicroTime' : 'string';
     case 'integer':
       return t.format === 'int64' ? 'int64' : 'int32';
     case 'number':
@@ -105,6 +119,6 @@ export function goTypeName(t: TypeRef): string {
     case 'map':
       return `map[string]${goTypeName(t.values)}`;
     case 'model':
-      return `v1.${t.name.replace(/^(V\d+(?:alpha\d+|beta\d+)?|Core|Rbac|Events|Discovery|Storage|Apiextensions|Admissionregistration|Authentication|Flowcontrol|Resource|Apiregistration)(V\d+)?/, '')}`;
+      return goQualifiedName(t.name);
   }
 }

@@ -8,7 +8,7 @@
  * The shape of every type comes from client-node's models (see models.ts).
  */
 import { badRequest } from './errors.js';
-import { model, type TypeRef } from './models.js';
+import { model, type TypeRef, goTypeName, goStructName, goQualifiedName } from './models.js';
 import type { KObject } from './types.js';
 
 export type FieldValidation = 'Strict' | 'Warn' | 'Ignore';
@@ -197,7 +197,7 @@ function decodeModel(name: string, v: unknown, ctx: GoContext, path: string, st:
 function decodeArray(t: Extract<TypeRef, { t: 'array' }>, v: unknown, ctx: GoContext, path: string, st: DecodeState, owner: Owner | undefined): unknown {
   if (!Array.isArray(v)) {
     // a string into []byte is base64; client-node types those as string, so this is a real slice
-    return typeMismatch(v, `[]${goTypeString(t.items)}`, ctx, st);
+    return typeMismatch(v, `[]${goTypeName(t.items)}`, ctx, st);
   }
   return v.map((item, i) => {
     const decoded = decodeValue(t.items, item, ctx, `${path}[${i}]`, st, owner);
@@ -206,7 +206,7 @@ function decodeArray(t: Extract<TypeRef, { t: 'array' }>, v: unknown, ctx: GoCon
 }
 
 function decodeMap(t: Extract<TypeRef, { t: 'map' }>, v: unknown, ctx: GoContext, path: string, st: DecodeState, owner: Owner | undefined): unknown {
-  if (!isPlainObject(v)) return typeMismatch(v, `map[string]${goTypeString(t.values)}`, ctx, st);
+  if (!isPlainObject(v)) return typeMismatch(v, `map[string]${goTypeName(t.values)}`, ctx, st);
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(v)) {
     const decoded = decodeValue(t.values, value, ctx, `${path}.${key}`, st, owner);
@@ -439,39 +439,5 @@ function zeroValue(t: TypeRef): unknown {
   }
 }
 
-const MODEL_PREFIX = /^(?:[A-Z][a-z]+)?(V\d+(?:alpha\d+|beta\d+)?)(?=[A-Z])/;
 
-/** The Go type name of a client-node model: "V1DeploymentSpec" → "DeploymentSpec". */
-export function goStructName(modelName: string): string {
-  const m = MODEL_PREFIX.exec(modelName);
-  return m ? modelName.slice(m[0].length) : modelName;
-}
-
-/** The Go package-qualified name, as reflect prints it: "V1DeploymentSpec" → "v1.DeploymentSpec". */
-export function goQualifiedName(modelName: string): string {
-  const m = MODEL_PREFIX.exec(modelName);
-  return m ? `${m[1]!.toLowerCase()}.${modelName.slice(m[0].length)}` : modelName;
-}
-
-function goTypeString(t: TypeRef): string {
-  switch (t.t) {
-    case 'string':
-      return t.format === 'date-time' ? 'v1.Time' : t.format === 'date-time-micro' ? 'v1.MicroTime' : 'string';
-    case 'integer':
-      return t.format === 'int64' ? 'int64' : 'int32';
-    case 'number':
-      return 'float64';
-    case 'boolean':
-      return 'bool';
-    case 'int-or-string':
-      return 'intstr.IntOrString';
-    case 'any':
-      return 'interface {}';
-    case 'array':
-      return `[]${goTypeString(t.items)}`;
-    case 'map':
-      return `map[string]${goTypeString(t.values)}`;
-    case 'model':
-      return goQualifiedName(t.name);
-  }
-}
+export { goStructName, goQualifiedName };

@@ -23,6 +23,7 @@ import { bootstrapRbacObjects } from './auth/bootstrap.js';
 import { tableColumnsFor, tableRowFor } from './tables.js';
 import { openapiRoot, openapiForGroupVersion, apiPathOf } from './openapi.js';
 import { patchMeta } from './patchmeta.js';
+import { negotiateOpenapiV2, openapiV2Protobuf, openapiV2Document } from './openapiv2.js';
 import { ControllerManager } from './controllers/manager.js';
 import { applyPatch } from './patch.js';
 
@@ -73,6 +74,7 @@ export class ApiServer {
   private readonly watches = new Set<() => void>();
   private readonly staticTokens = new Map<string, UserInfo>();
   private openapiCache = new Map<string, { gen: number; body: string; hash: string }>();
+  private openapiV2Cache = new Map<string, { gen: number; body: Buffer | string }>();
   private readonly log: (line: string) => void;
   private port = 0;
 
@@ -165,6 +167,11 @@ export class ApiServer {
       this.controllers = new ControllerManager(this.registry.clientFor(), {
         caPem: this.pki.caPem,
         namespacedResources: () => this.registry.namespacedResources(),
+        resourceFor: (apiVersion, kind) => {
+          const rt = this.registry.lookupKind(apiVersion.includes('/') ? apiVersion.split('/')[0]! : '', kind);
+          if (!rt) return undefined;
+          return rt.group ? `${rt.group}/${rt.version}/${rt.plural}` : `${rt.version}/${rt.plural}`;
+        },
       });
       this.controllers.start();
     }
@@ -420,6 +427,20 @@ export class ApiServer {
       return this.sendJson(res, 200, { kind: 'APIGroup', apiVersion: 'v1', ...g });
     }
     if (parts[0] === 'apis' && parts.length === 3) return this.sendJson(res, 200, this.resourceList(parts[1]!, parts[2]!));
+    if (path === '/openapi/v2') {
+      // kubectl falls back to v2 (protobuf) for client-side validation of kinds without PATCH
+      const n = negotiateOpenapiV2(req.headers.accept);
+      if (!n) throw E.notAcceptable('only application/json and application/com.github.proto-openapi.spec.v2@v1.0+protobuf are supported');
+      const gen = this.registry.typesGeneration();
+      let hit = this.openapiV2Cache.get(n.format);
+      if (!hit || hit.gen !== gen) {
+        const rts = this.registry.resourceTypes();
+        hit = { gen, body: n.format === 'protobuf' ? openapiV2Protobuf(rts, { patchMeta }) : JSON.stringify(openapiV2Document(rts, { patchMeta })) };
+        this.openapiV2Cache.set(n.format, hit);
+      }
+      res.writeHead(200, { 'Content-Type': n.contentType, Vary: 'Accept' });
+      return void res.end(hit.body);
+    }
     if (path === '/openapi/v3') return this.sendJson(res, 200, this.openapiRootDoc());
     if (parts[0] === 'openapi' && parts[1] === 'v3' && parts.length > 2) {
       const gvPath = parts.slice(2).join('/');
@@ -879,9 +900,12 @@ export class ApiServer {
     const spec = obj.spec ?? {};
     const out = { kind: rt.kind, apiVersion: apiVersionOf(rt), metadata: { creationTimestamp: null, ...(ns ? { namespace: ns } : {}) }, spec } as Record<string, any>;
     switch (rt.kind) {
-      case 'TokenReview':
-        out.status = tokenReviewStatus(this.tokens, spec, this.tokenLookups(), new Date());
+      case 'TokenReview': {
+        // static tokens (the admin's, the kubelets') authenticate here too, as with a token file
+        const st = typeof spec.token === 'string' ? this.staticTokens.get(spec.token) : undefined;
+        out.status = st ? { authenticated: true, user: st, audiences: spec.audiences?.length ? spec.audiences : this.tokens.apiAudiences } : tokenReviewStatus(this.tokens, spec, this.tokenLookups(), new Date());
         return out;
+      }
       case 'SelfSubjectReview':
         return { kind: rt.kind, apiVersion: apiVersionOf(rt), metadata: { creationTimestamp: null }, status: { userInfo: user } };
       case 'SubjectAccessReview':
