@@ -37,7 +37,7 @@ const agent = new https.Agent({ keepAlive: true, maxSockets: 64 });
 function request(c: Conn, method: string, path: string, body?: unknown, accept = 'application/json'): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
     const data = body === undefined ? undefined : JSON.stringify(body);
-    const req = https.request({ host: c.host, port: c.port, method, path, ca: c.ca, agent, headers: { Authorization: `Bearer ${c.token}`, Accept: accept, ...(data ? { 'Content-Type': 'application/json' } : {}) } }, (res) => {
+    const req = https.request({ host: c.host, port: c.port, method, path, ca: c.ca, agent, headers: { Authorization: `Bearer ${c.token}`, Accept: accept, ...(data ? { 'Content-Type': method === 'PATCH' ? 'application/merge-patch+json' : 'application/json' } : {}) } }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (d: Buffer) => chunks.push(d));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString() }));
