@@ -46,6 +46,8 @@ export interface ApiServerOptions {
   serviceCidr?: string;
   /** address other hosts (pods, nodes) reach the server at; goes into the `kubernetes` Service */
   advertiseAddress?: string;
+  /** port at the advertise address (default: the listening port) */
+  advertisePort?: number;
   extraSans?: { dns?: string[]; ips?: string[] };
   bookmarkIntervalMs?: number;
   historySize?: number;
@@ -69,6 +71,7 @@ export class ApiServer {
   readonly stats = { watchesOpened: 0, watchesExpired: 0 };
   nodeConnection: NodeConnection | undefined;
   private server!: https.Server;
+  private readonly extraServers: https.Server[] = [];
   private pki!: Pki;
   private controllers: ControllerManager | undefined;
   private readonly watches = new Set<() => void>();
@@ -105,6 +108,31 @@ export class ApiServer {
     return this.pki;
   }
 
+  /**
+   * Serves the API on one more listening socket (e.g. one created inside the cluster's underlay
+   * network namespace, so nodes and pods reach the server there while kubectl uses loopback).
+   */
+  async addListener(fd: number): Promise<https.Server> {
+    const extra = https.createServer({ cert: this.pki.certPem, key: this.pki.keyPem });
+    extra.keepAliveTimeout = 120_000;
+    extra.requestTimeout = 0;
+    extra.on('request', (req, res) => this.handle(req, res));
+    extra.on('upgrade', (req, socket, head) => this.handleUpgrade(req, socket as Socket, head));
+    extra.on('clientError', (_err, socket) => socket.destroy());
+    await new Promise<void>((resolve, reject) => {
+      extra.once('error', reject);
+      extra.listen({ fd }, () => resolve());
+    });
+    this.extraServers.push(extra);
+    return extra;
+  }
+
+  /** A service-account token, as the TokenRequest API issues it (the kubelet's projected volumes use this). */
+  issueServiceAccountToken(namespace: string, serviceAccount: string, spec: { audiences?: string[]; expirationSeconds?: number; boundObjectRef?: { kind: string; name: string; uid?: string } }): { token: string; expirationTimestamp: string } {
+    const r = this.tokenRequest(namespace, serviceAccount, { spec }) as { status: { token: string; expirationTimestamp: string } };
+    return r.status;
+  }
+
   /** A static bearer token for `user` (e.g. a node's kubelet identity). */
   addStaticToken(user: UserInfo): string {
     const t = randomBytes(24).toString('hex');
@@ -137,10 +165,15 @@ export class ApiServer {
   async close(): Promise<void> {
     this.controllers?.stop();
     for (const end of [...this.watches]) end();
-    await new Promise<void>((resolve) => {
-      this.server.close(() => resolve());
-      this.server.closeAllConnections();
-    });
+    await Promise.all(
+      [this.server, ...this.extraServers].map(
+        (srv) =>
+          new Promise<void>((resolve) => {
+            srv.close(() => resolve());
+            srv.closeAllConnections();
+          }),
+      ),
+    );
   }
 
   private async listen(): Promise<void> {
@@ -194,17 +227,18 @@ export class ApiServer {
     const reg = this.registry;
     const ctx: WriteContext = { fieldValidation: 'Ignore' };
     const ip = this.opts.advertiseAddress ?? this.opts.host ?? '127.0.0.1';
+    const port = this.opts.advertisePort ?? this.port;
     reg.create(reg.lookupPath('v1/services'), 'default', {
       apiVersion: 'v1',
       kind: 'Service',
       metadata: { name: 'kubernetes', namespace: 'default', labels: { component: 'apiserver', provider: 'kubernetes' } },
-      spec: { type: 'ClusterIP', clusterIP: reg.serviceIps.nth(1), ports: [{ name: 'https', port: 443, protocol: 'TCP', targetPort: this.port }] },
+      spec: { type: 'ClusterIP', clusterIP: reg.serviceIps.nth(1), ports: [{ name: 'https', port: 443, protocol: 'TCP', targetPort: port }] },
     }, ctx);
     reg.create(reg.lookupPath('v1/endpoints'), 'default', {
       apiVersion: 'v1',
       kind: 'Endpoints',
       metadata: { name: 'kubernetes', namespace: 'default', labels: { 'endpointslice.kubernetes.io/skip-mirror': 'true' } },
-      subsets: [{ addresses: [{ ip }], ports: [{ name: 'https', port: this.port, protocol: 'TCP' }] }],
+      subsets: [{ addresses: [{ ip }], ports: [{ name: 'https', port, protocol: 'TCP' }] }],
     } as KObject, ctx);
     reg.create(reg.lookupPath('discovery.k8s.io/v1/endpointslices'), 'default', {
       apiVersion: 'discovery.k8s.io/v1',
@@ -212,7 +246,7 @@ export class ApiServer {
       metadata: { name: 'kubernetes', namespace: 'default', labels: { 'kubernetes.io/service-name': 'kubernetes', 'endpointslice.kubernetes.io/managed-by': 'endpointslicemirroring-controller.k8s.io' } },
       addressType: 'IPv4',
       endpoints: [{ addresses: [ip], conditions: { ready: true } }],
-      ports: [{ name: 'https', port: this.port, protocol: 'TCP' }],
+      ports: [{ name: 'https', port, protocol: 'TCP' }],
     } as KObject, ctx);
   }
 
