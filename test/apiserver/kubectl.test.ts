@@ -90,6 +90,12 @@ test('create, get -o wide/yaml/jsonpath, label, annotate, delete', async () => {
   assert.notEqual(badField.code, 0);
   assert.match(badField.stderr, /field label not supported: spec\.bogus/);
 
+  // typed generators send protobuf bodies (kubectl 1.32+); the server decodes them like JSON
+  await k.ok(['create', 'deployment', 'gen', '-n', 't1', '--image=demo/echo:1', '--replicas=2', '--port=8080']);
+  assert.equal(await k.ok(['get', 'deploy', 'gen', '-n', 't1', '-o', 'jsonpath={.spec.replicas} {.spec.template.spec.containers[0].ports[0].containerPort}']), '2 8080');
+  await k.ok(['create', 'secret', 'generic', 's1', '-n', 't1', '--from-literal=password=s3cr3t']);
+  assert.equal(Buffer.from(await k.ok(['get', 'secret', 's1', '-n', 't1', '-o', 'jsonpath={.data.password}']), 'base64').toString(), 's3cr3t');
+
   const del = await k.ok(['delete', 'pod', 'p1', '-n', 't1']);
   assert.match(del, /pod "p1" deleted/);
   const gone = await k.run(['get', 'pod', 'p1', '-n', 't1']);

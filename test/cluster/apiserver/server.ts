@@ -23,6 +23,7 @@ import { bootstrapRbacObjects } from './auth/bootstrap.js';
 import { tableColumnsFor, tableRowFor } from './tables.js';
 import { openapiRoot, openapiForGroupVersion, apiPathOf } from './openapi.js';
 import { patchMeta } from './patchmeta.js';
+import { decodeProtobufBody, PROTOBUF_MEDIA_TYPE } from './protobuf/decode.js';
 import { negotiateOpenapiV2, openapiV2Protobuf, openapiV2Document } from './openapiv2.js';
 import { ControllerManager } from './controllers/manager.js';
 import { applyPatch } from './patch.js';
@@ -364,7 +365,7 @@ export class ApiServer {
     res.end(text);
   }
 
-  private async readBody(req: IncomingMessage): Promise<string> {
+  private async readBody(req: IncomingMessage): Promise<Buffer> {
     const chunks: Buffer[] = [];
     let size = 0;
     for await (const c of req) {
@@ -372,12 +373,19 @@ export class ApiServer {
       if (size > MAX_BODY) throw new E.ApiError(413, 'RequestEntityTooLarge', `Request entity too large: limit is ${MAX_BODY}`);
       chunks.push(c as Buffer);
     }
-    return Buffer.concat(chunks).toString('utf8');
+    return Buffer.concat(chunks);
   }
 
-  private parseBody(text: string, contentType: string): unknown {
+  private async readText(req: IncomingMessage): Promise<string> {
+    return (await this.readBody(req)).toString('utf8');
+  }
+
+  /** A request body in any of the encodings the real server accepts: JSON, YAML, or Kubernetes protobuf. */
+  private parseBody(raw: Buffer | string, contentType: string): unknown {
     const ct = (contentType || 'application/json').split(';')[0]!.trim();
-    if (ct === 'application/vnd.kubernetes.protobuf') throw E.unsupportedMediaType(ct);
+    // kubectl 1.32+ sends typed objects (create namespace/configmap/..., auth can-i) as protobuf
+    if (ct === PROTOBUF_MEDIA_TYPE) return decodeProtobufBody(Buffer.isBuffer(raw) ? raw : Buffer.from(raw));
+    const text = typeof raw === 'string' ? raw : raw.toString('utf8');
     if (ct === 'application/yaml') {
       try {
         return YAML.parse(text);
@@ -620,7 +628,7 @@ export class ApiServer {
       }
       case 'patch': {
         const ctx = this.writeContext(q);
-        const text = await this.readBody(req);
+        const text = await this.readText(req);
         const ct = (req.headers['content-type'] ?? '').split(';')[0]!.trim();
         if (ct === 'application/apply-patch+yaml') return this.sendJson(res, 200, this.serverSideApply(rt, ns, name!, text, ctx, q), ctx.warnings);
         return this.sendJson(res, 200, reg.patch(rt, ns, name!, ct, text, ctx), ctx.warnings);
@@ -664,7 +672,7 @@ export class ApiServer {
   private async deleteOptions(req: IncomingMessage, q: URLSearchParams): Promise<DeleteOptions> {
     const text = await this.readBody(req);
     const opts: DeleteOptions = {};
-    if (text.trim()) {
+    if (text.length && text.toString('utf8').trim()) {
       const b = this.parseBody(text, req.headers['content-type'] ?? '') as Record<string, any>;
       if (b.gracePeriodSeconds !== undefined && b.gracePeriodSeconds !== null) opts.gracePeriodSeconds = Number(b.gracePeriodSeconds);
       if (b.propagationPolicy) opts.propagationPolicy = b.propagationPolicy;
@@ -823,7 +831,7 @@ export class ApiServer {
       }
       if (verb === 'patch') {
         const ct = (req.headers['content-type'] ?? '').split(';')[0]!.trim();
-        return this.sendJson(res, 200, reg.patch(rt, ns, name!, ct, await this.readBody(req), ctx, 'status'), ctx.warnings);
+        return this.sendJson(res, 200, reg.patch(rt, ns, name!, ct, await this.readText(req), ctx, 'status'), ctx.warnings);
       }
       throw E.methodNotAllowed();
     }
@@ -840,6 +848,17 @@ export class ApiServer {
       const target = body.target?.name;
       if (!target) throw E.invalid('Binding', '', name!, [{ reason: 'FieldValueRequired', field: 'target.name', message: 'Required value' }]);
       reg.bind(ns!, name!, target);
+      return this.sendJson(res, 201, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', code: 201 });
+    }
+    if (core && rt.plural === 'pods' && sub === 'eviction' && verb === 'create') {
+      // no PodDisruptionBudgets are served, so every eviction is allowed: it is a delete with the given options
+      const body = this.parseBody(await this.readBody(req), req.headers['content-type'] ?? '') as Record<string, any>;
+      const d = body.deleteOptions ?? {};
+      const opts: DeleteOptions = {};
+      if (typeof d.gracePeriodSeconds === 'number') opts.gracePeriodSeconds = d.gracePeriodSeconds;
+      if (d.propagationPolicy) opts.propagationPolicy = d.propagationPolicy;
+      if (d.preconditions) opts.preconditions = d.preconditions;
+      reg.delete(rt, ns, name!, opts, this.writeContext(q));
       return this.sendJson(res, 201, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', code: 201 });
     }
     if (core && rt.plural === 'serviceaccounts' && sub === 'token' && verb === 'create') {
@@ -878,7 +897,7 @@ export class ApiServer {
     if (verb === 'get') return this.sendJson(res, 200, toScale(cur));
     const ctx = this.writeContext(q);
     let next: KObject;
-    const text = await this.readBody(req);
+    const text = await this.readText(req);
     if (verb === 'update') next = this.parseBody(text, req.headers['content-type'] ?? '') as KObject;
     else if (verb === 'patch') next = applyPatch((req.headers['content-type'] ?? '').split(';')[0]!.trim(), toScale(cur), text, 'V1Scale');
     else throw E.methodNotAllowed();
