@@ -218,3 +218,17 @@ export function qosClass(spec: Obj): string {
   if (!any) return 'BestEffort';
   return guaranteed ? 'Guaranteed' : 'Burstable';
 }
+
+/**
+ * The v1 ⇄ internal conversion of the real server keeps the singular and plural pod IP fields in
+ * step (podIP = podIPs[0], hostIP = hostIPs[0]); a client may set either.
+ */
+export function normalizeStatus(kind: string, o: KObject): void {
+  if (kind !== 'Pod') return;
+  const st = o.status as Obj | undefined;
+  if (!st) return;
+  for (const [one, many] of [['podIP', 'podIPs'], ['hostIP', 'hostIPs']] as const) {
+    if (st[one] && !(st[many]?.length)) st[many] = [{ ip: st[one] }];
+    else if (st[many]?.length && !st[one]) st[one] = st[many][0].ip;
+  }
+}

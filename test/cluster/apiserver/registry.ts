@@ -14,7 +14,7 @@ import type { FieldError, KObject, ResourceType } from './types.js';
 import { apiVersionOf, qualifiedResource } from './types.js';
 import * as E from './errors.js';
 import { builtinResources, GENERATION_KINDS, VIRTUAL_KINDS } from './builtins.js';
-import { applyDefaults, prepareForCreate } from './defaults.js';
+import { applyDefaults, normalizeStatus, prepareForCreate } from './defaults.js';
 import { validateKind, validateKindUpdate, validateObjectMeta } from './validation.js';
 import { IpAllocator, PortAllocator } from './ipalloc.js';
 import { decodeBuiltin } from './schema.js';
@@ -354,6 +354,7 @@ export class Registry {
     if (!rt.custom) {
       applyDefaults(rt.kind, o);
       prepareForCreate(rt.kind, o, !!rt.subresources.status);
+      normalizeStatus(rt.kind, o);
     } else if (rt.subresources.status) delete o.status;
     this.admit(rt, o, undefined);
     this.validate(rt, o, undefined);
@@ -410,6 +411,7 @@ export class Registry {
       o = structuredClone(prev);
       if (next.status === undefined) delete o.status;
       else o.status = next.status;
+      if (!rt.custom) normalizeStatus(rt.kind, o);
     } else {
       o = next;
       o.apiVersion = prev.apiVersion;
