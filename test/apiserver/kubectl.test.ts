@@ -356,3 +356,26 @@ test('namespace deletion removes its content, then the namespace', async () => {
   assert.equal(server.registry.list(server.registry.lookupPath('v1/configmaps'), 't8').items.length, 0);
   assert.equal(server.registry.list(server.registry.lookupPath('v1/pods'), 't8').items.length, 0);
 });
+
+test('finalizers hold a deletion; a scheduled pod is deleted gracefully; JSON patch', async () => {
+  await ns('t9');
+  await k.applyText(`apiVersion: v1\nkind: ConfigMap\nmetadata: {name: held, namespace: t9, finalizers: [example.com/hold]}\ndata: {a: "1"}\n`);
+  await k.ok(['delete', 'configmap', 'held', '-n', 't9', '--wait=false']);
+  const held = JSON.parse(await k.ok(['get', 'configmap', 'held', '-n', 't9', '-o', 'json']));
+  assert.ok(held.metadata.deletionTimestamp, 'marked for deletion, still there');
+  // while deleting, finalizers may be removed but not added
+  const add = await k.run(['patch', 'configmap', 'held', '-n', 't9', '--type=json', '-p', '[{"op":"add","path":"/metadata/finalizers/-","value":"example.com/more"}]']);
+  assert.notEqual(add.code, 0);
+  assert.match(add.stderr, /no new finalizers can be added if the object is being deleted/);
+  await k.ok(['patch', 'configmap', 'held', '-n', 't9', '--type=json', '-p', '[{"op":"remove","path":"/metadata/finalizers/0"}]']);
+  assert.equal((await k.run(['get', 'configmap', 'held', '-n', 't9'])).code, 1, 'gone once the last finalizer is removed');
+
+  // a pod bound to a node waits for its kubelet (here: nobody) for the grace period; --force ends it
+  await k.applyText(`apiVersion: v1\nkind: Pod\nmetadata: {name: bound, namespace: t9}\nspec:\n  nodeName: node-x\n  terminationGracePeriodSeconds: 45\n  containers: [{name: c, image: busybox:1.36}]\n`);
+  await k.ok(['delete', 'pod', 'bound', '-n', 't9', '--wait=false']);
+  const term = JSON.parse(await k.ok(['get', 'pod', 'bound', '-n', 't9', '-o', 'json']));
+  assert.equal(term.metadata.deletionGracePeriodSeconds, 45);
+  assert.match(await k.ok(['get', 'pod', 'bound', '-n', 't9']), /Terminating/);
+  await k.ok(['delete', 'pod', 'bound', '-n', 't9', '--grace-period=0', '--force']);
+  assert.equal((await k.run(['get', 'pod', 'bound', '-n', 't9'])).code, 1);
+});
