@@ -444,8 +444,7 @@ export class Registry {
     }
     if (ctx.dryRun) return o;
     if (JSON.stringify(withoutRv(o)) === JSON.stringify(withoutRv(prev))) return prev; // a no-op write keeps the resourceVersion
-    const undo = this.allocate(rt, o, prev);
-    void undo;
+    this.allocate(rt, o, prev);
     const k = objKey(rt, prev.metadata.namespace, prev.metadata.name!);
     if (this.readyToRemove(rt, o)) {
       this.removeNow(rt, k, o);
