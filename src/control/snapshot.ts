@@ -1,0 +1,287 @@
+/**
+ * Node-scoped snapshots: the part of the mesh model one node's agent needs, as plain data with a
+ * content-derived version, and deltas between two snapshots. Pure.
+ *
+ * Scoping rule for node N (the one place it is defined):
+ * - workloads: every live pod scheduled on N (enrolled or not: the agent enrols and un-enrols);
+ * - services: (a) the Services that have one of N's workloads as an endpoint ("own services": the
+ *   inbound side names its destination service, and a pod calling its own service hairpins);
+ *   (b) the Services the node subscribed to on demand (by name or after resolving an address);
+ *   (c) with `namespaceServices`, every Service of the namespaces of N's enrolled workloads;
+ *   (d) the backends of routes attached to a Service in scope, to a fixed point;
+ * - peers: the workloads behind the endpoints of those services (and subscribed workloads) that do
+ *   not run on N, with only what a client needs: addresses, node, identity, enrolled;
+ * - authorization policies that apply to one of N's enrolled workloads (own namespace, selector,
+ *   Service target, or root namespace); PeerAuthentications taking part in their mTLS resolution
+ *   (workload, namespace and mesh level); routes whose parent Service is in scope;
+ * - mesh-wide trust settings (trust domain, root namespace, the CA bundle).
+ * Rule (c) is off by default: with pods spread over nodes, nearly every namespace has a pod on
+ * every node, so it ships most of the mesh to every node (measured in snapshot.gen.test.ts).
+ *
+ * The version is a hash of the content, so two control-plane replicas computing from the same
+ * cluster state hand an agent the same versions, and an agent can resume on either. Hashing and
+ * equality use plain JSON.stringify: the model builds every object in a fixed key order (user maps
+ * such as labels and selectors are key-sorted when read), which is much cheaper than sorting keys
+ * here on every push; `canonicalJson` remains for callers holding objects of unknown origin.
+ */
+import { createHash } from 'node:crypto';
+import type { MeshModel, Service, Workload } from '../state/model.js';
+import type { AuthorizationPolicy, PeerAuthentication } from '../state/policy.js';
+import { authorizationPolicyApplies, peerAuthenticationApplies } from '../state/policy.js';
+import type { Route } from '../state/routes.js';
+
+/** What a client needs to know about a workload on another node. */
+export interface PeerWorkload {
+  uid: string;
+  ips: string[];
+  node: string;
+  identity: string;
+  enrolled: boolean;
+}
+
+export interface TrustSettings {
+  trustDomain: string;
+  rootNamespace: string;
+  /** PEM root certificates the agent trusts (old and new together during a rotation) */
+  roots: string[];
+}
+
+/** The resource maps of a snapshot, each keyed as in the model. */
+export interface SnapshotResources {
+  workloads: Record<string, Workload>;
+  peers: Record<string, PeerWorkload>;
+  services: Record<string, Service>;
+  authorizationPolicies: Record<string, AuthorizationPolicy>;
+  peerAuthentications: Record<string, PeerAuthentication>;
+  routes: Record<string, Route>;
+}
+
+export type ResourceType = keyof SnapshotResources;
+export const RESOURCE_TYPES: readonly ResourceType[] = ['workloads', 'peers', 'services', 'authorizationPolicies', 'peerAuthentications', 'routes'];
+
+export interface NodeSnapshot extends SnapshotResources {
+  /** the node, or "" for the full-mesh snapshot */
+  node: string;
+  /** hash of everything else: equal content, equal version */
+  version: string;
+  trust: TrustSettings;
+}
+
+export interface SnapshotOptions {
+  /** the CA bundle to put in `trust.roots` */
+  trustRoots?: readonly string[];
+  /** on-demand subscriptions of the node: Service keys ("ns/name") */
+  subscribedServices?: ReadonlySet<string>;
+  /** on-demand subscriptions of the node: workload uids (a pod addressed directly) */
+  subscribedWorkloads?: ReadonlySet<string>;
+  /** rule (c): also every Service of the namespaces of the node's enrolled workloads */
+  namespaceServices?: boolean;
+}
+
+export interface ResourceDelta<T> {
+  added: Record<string, T>;
+  updated: Record<string, T>;
+  removed: string[];
+}
+
+export type SnapshotDelta = {
+  node: string;
+  from: string;
+  to: string;
+  /** present when the trust settings changed */
+  trust?: TrustSettings;
+} & { [K in ResourceType]: ResourceDelta<SnapshotResources[K][string]> };
+
+/** JSON with object keys sorted at every level: the one serialisation versions and equality use. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_k, v: unknown) => {
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) return v;
+    const sorted: Record<string, unknown> = {};
+    for (const k of Object.keys(v as Record<string, unknown>).sort()) sorted[k] = (v as Record<string, unknown>)[k];
+    return sorted;
+  });
+}
+
+/** Indexes over a model that every node's scoping uses; built once per model. */
+interface ModelIndex {
+  workloadsByNode: Map<string, Workload[]>;
+  servicesByNamespace: Map<string, string[]>;
+  policiesByNamespace: Map<string, AuthorizationPolicy[]>;
+  peerAuthsByNamespace: Map<string, PeerAuthentication[]>;
+  routesByParent: Map<string, Route[]>;
+}
+
+const indexes = new WeakMap<MeshModel, ModelIndex>();
+
+function push<K, V>(m: Map<K, V[]>, k: K, v: V): void {
+  const list = m.get(k);
+  if (list) list.push(v);
+  else m.set(k, [v]);
+}
+
+function indexOf(model: MeshModel): ModelIndex {
+  let ix = indexes.get(model);
+  if (ix) return ix;
+  ix = { workloadsByNode: new Map(), servicesByNamespace: new Map(), policiesByNamespace: new Map(), peerAuthsByNamespace: new Map(), routesByParent: new Map() };
+  for (const w of model.workloads.values()) push(ix.workloadsByNode, w.node, w);
+  for (const s of model.services.values()) push(ix.servicesByNamespace, s.namespace, s.key);
+  for (const p of model.authorizationPolicies.values()) push(ix.policiesByNamespace, p.namespace, p);
+  for (const p of model.peerAuthentications.values()) push(ix.peerAuthsByNamespace, p.namespace, p);
+  for (const r of model.routes.values()) for (const parent of new Set(r.parents.map((p) => p.service))) push(ix.routesByParent, parent, r);
+  indexes.set(model, ix);
+  return ix;
+}
+
+function sortedRecord<T>(entries: Iterable<[string, T]>): Record<string, T> {
+  const out: Record<string, T> = {};
+  for (const [k, v] of [...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) out[k] = v;
+  return out;
+}
+
+function trustOf(model: MeshModel, opts: SnapshotOptions): TrustSettings {
+  return { trustDomain: model.config.trustDomain, rootNamespace: model.config.rootNamespace, roots: [...(opts.trustRoots ?? [])] };
+}
+
+function peerOf(w: Workload): PeerWorkload {
+  return { uid: w.uid, ips: w.ips, node: w.node, identity: w.identity, enrolled: w.enrolled };
+}
+
+function withVersion(node: string, trust: TrustSettings, r: SnapshotResources): NodeSnapshot {
+  const version = createHash('sha256').update(JSON.stringify({ node, trust, ...r })).digest('hex').slice(0, 16);
+  return { node, version, trust, ...r };
+}
+
+/** The Services in node scope: rules (a)–(d) of the header. */
+function servicesInScope(model: MeshModel, ix: ModelIndex, local: readonly Workload[], opts: SnapshotOptions): Set<string> {
+  const scope = new Set<string>();
+  for (const w of local) for (const s of w.services) scope.add(s);
+  for (const s of opts.subscribedServices ?? []) if (model.services.has(s)) scope.add(s);
+  if (opts.namespaceServices) for (const w of local) if (w.enrolled) for (const s of ix.servicesByNamespace.get(w.namespace) ?? []) scope.add(s);
+  // route backends: a client of an in-scope Service may be sent to them
+  const queue = [...scope];
+  while (queue.length > 0) {
+    for (const r of ix.routesByParent.get(queue.pop()!) ?? [])
+      for (const rule of r.rules)
+        for (const b of rule.backends)
+          if (!scope.has(b.service) && model.services.has(b.service)) {
+            scope.add(b.service);
+            queue.push(b.service);
+          }
+  }
+  return scope;
+}
+
+/** The snapshot for one node, by the scoping rule of the header. */
+export function snapshotFor(model: MeshModel, node: string, opts: SnapshotOptions = {}): NodeSnapshot {
+  const ix = indexOf(model);
+  const root = model.config.rootNamespace;
+  const local = ix.workloadsByNode.get(node) ?? [];
+  const scope = servicesInScope(model, ix, local, opts);
+
+  const services = new Map<string, Service>();
+  const peers = new Map<string, PeerWorkload>();
+  const addPeer = (uid: string): void => {
+    const w = model.workloads.get(uid);
+    if (w && w.node !== node && !peers.has(uid)) peers.set(uid, peerOf(w));
+  };
+  for (const key of scope) {
+    const svc = model.services.get(key)!;
+    services.set(key, svc);
+    for (const ep of svc.endpoints) if (ep.workload) addPeer(ep.workload);
+  }
+  for (const uid of opts.subscribedWorkloads ?? []) addPeer(uid);
+
+  const enrolled = local.filter((w) => w.enrolled);
+  const namespaces = new Set([root, ...enrolled.map((w) => w.namespace)]);
+  const authz = new Map<string, AuthorizationPolicy>();
+  const peerAuths = new Map<string, PeerAuthentication>();
+  for (const ns of namespaces) {
+    for (const p of ix.policiesByNamespace.get(ns) ?? []) if (enrolled.some((w) => authorizationPolicyApplies(p, w, root))) authz.set(p.key, p);
+    for (const p of ix.peerAuthsByNamespace.get(ns) ?? []) if (enrolled.some((w) => peerAuthenticationApplies(p, w, root))) peerAuths.set(p.key, p);
+  }
+  const routes = new Map<string, Route>();
+  for (const key of scope) for (const r of ix.routesByParent.get(key) ?? []) routes.set(r.key, r);
+
+  return withVersion(node, trustOf(model, opts), {
+    workloads: sortedRecord(local.map((w) => [w.uid, w])),
+    peers: sortedRecord(peers),
+    services: sortedRecord(services),
+    authorizationPolicies: sortedRecord(authz),
+    peerAuthentications: sortedRecord(peerAuths),
+    routes: sortedRecord(routes),
+  });
+}
+
+/** The whole mesh as one snapshot (node ""): what every node would get without scoping. */
+export function fullSnapshot(model: MeshModel, opts: Pick<SnapshotOptions, 'trustRoots'> = {}): NodeSnapshot {
+  return withVersion('', trustOf(model, opts), {
+    workloads: sortedRecord([...model.workloads].map(([k, w]) => [k, w])),
+    peers: {},
+    services: sortedRecord(model.services),
+    authorizationPolicies: sortedRecord(model.authorizationPolicies),
+    peerAuthentications: sortedRecord(model.peerAuthentications),
+    routes: sortedRecord(model.routes),
+  });
+}
+
+/** Snapshots of every node the model knows (Node objects and nodes running workloads). */
+export function snapshotsForAllNodes(model: MeshModel, optsFor: (node: string) => SnapshotOptions = () => ({})): Map<string, NodeSnapshot> {
+  const nodes = new Set([...model.nodes, ...indexOf(model).workloadsByNode.keys()].filter((n) => n !== ''));
+  return new Map([...nodes].sort().map((n) => [n, snapshotFor(model, n, optsFor(n))]));
+}
+
+function diffRecords<T>(prev: Record<string, T>, next: Record<string, T>): ResourceDelta<T> {
+  const d: ResourceDelta<T> = { added: {}, updated: {}, removed: [] };
+  for (const [k, v] of Object.entries(next)) {
+    const old = prev[k];
+    if (old === undefined) d.added[k] = v;
+    else if (old !== v && JSON.stringify(old) !== JSON.stringify(v)) d.updated[k] = v;
+  }
+  for (const k of Object.keys(prev)) if (!(k in next)) d.removed.push(k);
+  return d;
+}
+
+/** What changed from `prev` to `next` (snapshots of one node), per resource type. */
+export function diff(prev: NodeSnapshot, next: NodeSnapshot): SnapshotDelta {
+  const delta = { node: next.node, from: prev.version, to: next.version } as SnapshotDelta;
+  for (const t of RESOURCE_TYPES) (delta as Record<ResourceType, unknown>)[t] = diffRecords(prev[t] as Record<string, unknown>, next[t] as Record<string, unknown>);
+  if (JSON.stringify(prev.trust) !== JSON.stringify(next.trust)) delta.trust = next.trust;
+  return delta;
+}
+
+/** Whether a delta changes nothing. */
+export function isEmptyDelta(d: SnapshotDelta): boolean {
+  return d.trust === undefined && RESOURCE_TYPES.every((t) => Object.keys(d[t].added).length + Object.keys(d[t].updated).length + d[t].removed.length === 0);
+}
+
+/** The number of objects a delta touches (for logs and metrics). */
+export function deltaSize(d: SnapshotDelta): number {
+  return RESOURCE_TYPES.reduce((n, t) => n + Object.keys(d[t].added).length + Object.keys(d[t].updated).length + d[t].removed.length, d.trust ? 1 : 0);
+}
+
+export class DeltaMismatchError extends Error {
+  constructor(readonly have: string, readonly deltaFrom: string) {
+    super(`delta applies to version ${deltaFrom} but the snapshot is at ${have}; ask for a full snapshot`);
+    this.name = 'DeltaMismatchError';
+  }
+}
+
+/** Applies a delta to the snapshot it was computed from; the result equals the `next` of diff(). */
+export function apply(snapshot: NodeSnapshot, delta: SnapshotDelta): NodeSnapshot {
+  if (snapshot.version !== delta.from) throw new DeltaMismatchError(snapshot.version, delta.from);
+  const out = { node: delta.node, version: delta.to, trust: delta.trust ?? snapshot.trust } as NodeSnapshot;
+  for (const t of RESOURCE_TYPES) {
+    const d = delta[t] as ResourceDelta<unknown>;
+    const merged = new Map(Object.entries(snapshot[t] as Record<string, unknown>));
+    for (const k of d.removed) merged.delete(k);
+    for (const [k, v] of Object.entries(d.added)) merged.set(k, v);
+    for (const [k, v] of Object.entries(d.updated)) merged.set(k, v);
+    (out as unknown as Record<ResourceType, unknown>)[t] = sortedRecord(merged);
+  }
+  return out;
+}
+
+/** Serialised size of a snapshot in bytes (what the ratio goal is measured in). */
+export function snapshotBytes(s: NodeSnapshot): number {
+  return Buffer.byteLength(JSON.stringify(s));
+}
