@@ -108,7 +108,7 @@ test('a DaemonSet places one hostNetwork pod per node that can do what its capab
   // NET_ADMIN lets it add a link in the node's network; without SYS_ADMIN it cannot mount
   const script = [
     'set -u',
-    'ip link add ambit-probe0 type dummy && echo CAN_NET_ADMIN && ip link del ambit-probe0',
+    'ip link add ambit-probe0 type veth peer name ambit-probe1 && echo CAN_NET_ADMIN && ip link del ambit-probe0',
     'mount -t tmpfs none /mnt 2>/dev/null && echo CAN_MOUNT || echo NO_MOUNT',
     'exec sleep 3600',
   ].join('; ');
