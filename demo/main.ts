@@ -1,25 +1,56 @@
 /**
- * `npm run demo`: shows, with the real kubectl, what stands today. At this stage the local cluster
- * is its API server only (nodes come with the local-cluster issue), so the demo plays the kubelet's
- * part of marking pods Ready and says so. Every kubectl command is printed as it runs.
- * `--keep` leaves the server running and prints the `export KUBECONFIG=...` line.
+ * `npm run demo [-- --keep]`: brings up the 2-node local cluster the way a user does
+ * (`npm run cluster -- up`), then with the real kubectl: a namespace with a client and a
+ * two-replica echo server behind a Service, and cross-node calls by pod IP, ClusterIP and DNS
+ * name through `kubectl exec`. Every command is printed as it runs. The cluster is torn down at the
+ * end, unless `--keep` (then the `export KUBECONFIG=...` line is printed and
+ * `npm run cluster -- down` ends it). Later issues extend it with the mesh.
  */
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { startServer, waitUntil, type Kubectl } from '../test/helpers/kubectl.js';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DEMO_IMAGES } from '../test/cluster/apps/images.js';
 
 const keep = process.argv.includes('--keep');
-const bold = (s: string) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
+const here = dirname(fileURLToPath(import.meta.url));
+const clusterMain = join(here, '..', 'test', 'cluster', 'main.js');
+const tty = process.stdout.isTTY;
+const bold = (s: string) => (tty ? `\x1b[1m${s}\x1b[0m` : s);
+const dim = (s: string) => (tty ? `\x1b[2m${s}\x1b[0m` : s);
 
-async function run(k: Kubectl, args: string[], stdin?: string): Promise<string> {
-  console.log(bold(`$ kubectl ${args.join(' ')}`));
-  const r = await k.run(args, stdin === undefined ? {} : { stdin });
-  process.stdout.write(r.stdout);
-  process.stdout.write(r.stderr);
-  return r.stdout;
+interface Result {
+  code: number;
+  out: string;
 }
 
-const manifest = `apiVersion: apps/v1
+/** Runs a command, echoing it and its output; bounded in time. */
+function sh(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; quiet?: boolean; timeoutMs?: number } = {}): Promise<Result> {
+  if (!opts.quiet) console.log(bold(`$ ${[cmd === process.execPath ? 'node' : cmd, ...args].join(' ')}`));
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    const onData = (d: Buffer) => {
+      out += d;
+      if (!opts.quiet) process.stdout.write(d);
+    };
+    p.stdout.on('data', onData);
+    p.stderr.on('data', onData);
+    const timer = setTimeout(() => p.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
+    p.on('error', reject);
+    p.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? -1, out });
+    });
+  });
+}
+
+const app = `apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: apps/v1
 kind: Deployment
 metadata: {name: echo, namespace: shop}
 spec:
@@ -28,8 +59,18 @@ spec:
   template:
     metadata: {labels: {app: echo, version: v1}}
     spec:
+      terminationGracePeriodSeconds: 2
       containers:
-      - {name: echo, image: localhost/ambit-demo-echo:latest, ports: [{containerPort: 8080, name: http}]}
+      - name: echo
+        image: ${DEMO_IMAGES.echo}
+        ports: [{name: http, containerPort: 8080}]
+        env:
+        - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+        - {name: POD_NAMESPACE, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}
+        - {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+        - {name: NODE_NAME, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
+        - {name: VERSION, valueFrom: {fieldRef: {fieldPath: "metadata.labels['version']"}}}
+        readinessProbe: {httpGet: {path: /healthz, port: http}, periodSeconds: 1}
 ---
 apiVersion: v1
 kind: Service
@@ -37,47 +78,64 @@ metadata: {name: echo, namespace: shop}
 spec:
   selector: {app: echo}
   ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: shop, labels: {app: client}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers: [{name: client, image: ${DEMO_IMAGES.tools}}]
 `;
 
-const { server, kubectl: k, stop } = await startServer();
-try {
-  console.log(`API test server at ${server.url}\n`);
-  await run(k, ['get', 'namespaces']);
-  await run(k, ['create', 'namespace', 'shop']);
-  await waitUntil(async () => (await k.run(['get', 'sa', 'default', '-n', 'shop'])).code === 0 || undefined, 10_000);
-  const f = join(k.dir, 'echo.yaml');
-  writeFileSync(f, manifest);
-  await run(k, ['apply', '-f', f]);
-  await run(k, ['get', 'deploy,rs,pods', '-n', 'shop', '-o', 'wide']);
-
-  console.log('\n(no nodes run pods yet: the demo plays the kubelet and marks the pods Running and Ready)');
-  const pods = (await k.ok(['get', 'pods', '-n', 'shop', '-o', 'name'])).trim().split('\n');
-  let ip = 10;
-  for (const p of pods) {
-    const now = new Date().toISOString().replace(/\.\d+Z/, 'Z');
-    const status = { status: { phase: 'Running', podIP: `10.244.1.${ip++}`, conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: now }], containerStatuses: [{ name: 'echo', ready: true, restartCount: 0, image: 'localhost/ambit-demo-echo:latest', imageID: '', started: true, state: { running: { startedAt: now } } }] } };
-    await run(k, ['patch', p, '-n', 'shop', '--subresource=status', '--type=merge', '-p', JSON.stringify(status)]);
+async function main(): Promise<number> {
+  const up = await sh(process.execPath, [clusterMain, 'up', '--nodes', '2'], { timeoutMs: 20 * 60_000 });
+  const kc = /KUBECONFIG=(\S+)/.exec(up.out)?.[1];
+  if (up.code !== 0 || !kc) {
+    console.error('demo: the local cluster did not come up');
+    return 1;
   }
-  await run(k, ['rollout', 'status', 'deployment/echo', '-n', 'shop', '--timeout=30s']);
-  await run(k, ['get', 'pods,svc,endpointslices', '-n', 'shop', '-o', 'wide']);
+  const dir = mkdtempSync(join(tmpdir(), 'ambit-demo-'));
+  const env = { KUBECONFIG: kc };
+  const kubectl = (args: string[], quiet = false) => sh('kubectl', ['--cache-dir', join(dir, 'cache'), ...args], { env, quiet });
+  let failed = false;
+  const step = async (args: string[]) => {
+    const r = await kubectl(args);
+    if (r.code !== 0) failed = true;
+    return r;
+  };
+  try {
+    await step(['get', 'nodes', '-o', 'wide']);
+    const f = join(dir, 'shop.yaml');
+    writeFileSync(f, app);
+    await step(['apply', '-f', f]);
+    await step(['rollout', 'status', 'deployment/echo', '-n', 'shop', '--timeout=120s']);
+    await step(['wait', '--for=condition=Ready', 'pod/client', '-n', 'shop', '--timeout=120s']);
+    await step(['get', 'pods,svc,endpointslices', '-n', 'shop', '-o', 'wide']);
 
-  console.log('\nRBAC is enforced, as on a real cluster:');
-  await run(k, ['create', 'serviceaccount', 'agent', '-n', 'shop']);
-  await run(k, ['create', 'role', 'read-pods', '-n', 'shop', '--verb=get,list,watch', '--resource=pods']);
-  await run(k, ['create', 'rolebinding', 'agent-read-pods', '-n', 'shop', '--role=read-pods', '--serviceaccount=shop:agent']);
-  await run(k, ['auth', 'can-i', 'list', 'pods', '-n', 'shop', '--as=system:serviceaccount:shop:agent']);
-  await run(k, ['auth', 'can-i', 'list', 'secrets', '-n', 'shop', '--as=system:serviceaccount:shop:agent']);
-  await run(k, ['get', 'secrets', '-n', 'shop', '--as=system:serviceaccount:shop:agent']);
-
-  if (keep) {
-    const kc = join(process.cwd(), '.cache', 'kubeconfig');
-    server.writeKubeconfig(kc);
-    console.log(`\nThe server stays up (Ctrl-C to stop):\nexport KUBECONFIG=${kc}`);
-    await new Promise<void>((resolve) => {
-      process.once('SIGINT', resolve);
-      process.once('SIGTERM', resolve);
-    });
+    // pick the echo pod on the other node than the client, to show a cross-node call
+    const clientNode = (await kubectl(['get', 'pod', 'client', '-n', 'shop', '-o', 'jsonpath={.spec.nodeName}'], true)).out.trim();
+    const pods = JSON.parse((await kubectl(['get', 'pods', '-n', 'shop', '-l', 'app=echo', '-o', 'json'], true)).out).items as { status: { podIP: string }; spec: { nodeName: string }; metadata: { name: string } }[];
+    const remote = pods.find((p) => p.spec.nodeName !== clientNode) ?? pods[0]!;
+    console.log(dim(`\n# client runs on ${clientNode}; ${remote.metadata.name} runs on ${remote.spec.nodeName}`));
+    console.log(dim('# by pod IP, across the underlay:'));
+    await step(['exec', '-n', 'shop', 'client', '--', 'curl', '-sS', '--max-time', '5', `http://${remote.status.podIP}:8080/hello`]);
+    console.log(dim('\n# by ClusterIP (kube-proxy rules in the node):'));
+    const vip = (await kubectl(['get', 'svc', 'echo', '-n', 'shop', '-o', 'jsonpath={.spec.clusterIP}'], true)).out.trim();
+    await step(['exec', '-n', 'shop', 'client', '--', 'curl', '-sS', '--max-time', '5', `http://${vip}/by-vip`]);
+    console.log(dim('\n# by DNS name (cluster DNS, search path from the pod\'s resolv.conf):'));
+    await step(['exec', '-n', 'shop', 'client', '--', 'curl', '-sS', '--max-time', '5', 'http://echo/by-name']);
+    await step(['exec', '-n', 'shop', 'client', '--', 'dig', '+short', 'SRV', '_http._tcp.echo.shop.svc.cluster.local']);
+    await step(['logs', '-n', 'shop', remote.metadata.name, '--tail=3']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    if (keep) {
+      console.log(`\nThe cluster stays up. Use it with:\nexport KUBECONFIG=${kc}\nand end it with: npm run cluster -- down`);
+    } else {
+      await sh(process.execPath, [clusterMain, 'down'], { timeoutMs: 120_000 });
+    }
   }
-} finally {
-  await stop();
+  if (failed) console.error('demo: a step failed (see above)');
+  return failed ? 1 : 0;
 }
+
+process.exitCode = await main();
