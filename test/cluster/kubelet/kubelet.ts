@@ -193,11 +193,30 @@ export class Kubelet {
     // A pod that finished before this kubelet saw it is not run again.
     const phase = (pod.status as Obj | undefined)?.phase;
     if ((phase === 'Succeeded' || phase === 'Failed') && !pod.metadata.deletionTimestamp) return;
+    if (!pod.metadata.deletionTimestamp && this.rejectOverCapacity(pod)) return;
     const worker = new PodWorker(pod, this.ctx!);
     this.workers.set(uid, worker);
     worker.start(() => {
       if (this.workers.get(uid) === worker) this.workers.delete(uid);
     });
+  }
+
+  /**
+   * Admission, as the real kubelet does it for pods bound past the scheduler: a node runs at most
+   * maxPods pods; one more fails with reason OutOfpods instead of running.
+   */
+  private rejectOverCapacity(pod: KObject): boolean {
+    const capacity = this.opts.maxPods ?? 110;
+    const used = this.workers.size;
+    if (used < capacity) return false;
+    const message = `Pod was rejected: Node didn't have enough resource: pods, requested: 1, used: ${used}, capacity: ${capacity}`;
+    const status = { ...((pod.status as Obj | undefined) ?? {}), phase: 'Failed', reason: 'OutOfpods', message };
+    try {
+      this.opts.api.updateStatus('v1/pods', { ...pod, status });
+    } catch (err) {
+      this.log(`rejecting ${pod.metadata.namespace}/${pod.metadata.name}: ${(err as Error).message}`);
+    }
+    return true;
   }
 
   /** The PLEG: one ListContainers a second; a container whose state changed wakes its pod's worker. */

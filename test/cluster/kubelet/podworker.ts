@@ -313,6 +313,8 @@ export class PodWorker {
       const st = await cri.podSandboxStatus(id);
       const net = st.status?.network;
       this.podIps = net?.ip ? [net.ip, ...net.additionalIps.map((a) => a.ip)] : [];
+      // the pod dir exists only if a volume made it so far; /etc/hosts needs it in any case
+      await mkdir(this.podDir, { recursive: true });
       await writeFile(this.etcHostsPath, hostsFile(this.pod, this.podIps, this.ctx.node));
     }
     // The downward API may name status.podIP: write the volumes again now that it is known.
