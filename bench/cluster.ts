@@ -9,7 +9,6 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LocalCluster } from '../test/cluster/cluster.js';
@@ -70,7 +69,8 @@ function rssOf(pids: number[]): number {
 }
 
 async function coldUp(): Promise<number> {
-  const cache = mkdtempSync(join(tmpdir(), 'ambit-cold-cache-'));
+  // short: containerd's socket paths live under it (104-byte limit)
+  const cache = mkdtempSync('/tmp/acc-');
   const main = join(here, '..', 'test', 'cluster', 'main.js');
   const run = (args: string[]) =>
     new Promise<number>((resolve) => {
