@@ -24,10 +24,11 @@ import {
   ensureBaseImage,
   hashKey,
   loadIntoBuildah,
+  withLock,
   type BuiltImage,
   type ImageCacheConfig,
 } from '../runtime/images.js';
-import { isAlive, run, sleep } from '../runtime/proc.js';
+import { run } from '../runtime/proc.js';
 import { appsSourceDir, compiledSourceDir, repoRoot } from './files.js';
 
 /** Bump when the recipe changes in a way the input hashes cannot see. */
@@ -139,34 +140,7 @@ export async function packageClosure(root: string, names: readonly string[]): Pr
   return [...found.values()].sort((a, b) => (a.dir < b.dir ? -1 : a.dir > b.dir ? 1 : 0));
 }
 
-// ---------- cache (same scheme as runtime/images.ts: archive named by input hash, mkdir lock) ----------
-
-async function withLock<T>(lockDir: string, timeoutMs: number, fn: () => Promise<T>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      await mkdir(lockDir);
-      await writeFile(join(lockDir, 'pid'), String(process.pid));
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const owner = Number(await readFile(join(lockDir, 'pid'), 'utf8').catch(() => '0'));
-      const age = Date.now() - (await stat(lockDir).catch(() => ({ mtimeMs: 0 }))).mtimeMs;
-      // A lock whose owner died (or never wrote its pid for a while) is stale.
-      if ((owner && !isAlive(owner)) || (!owner && age > 10_000)) {
-        await rm(lockDir, { recursive: true, force: true });
-        continue;
-      }
-      if (Date.now() > deadline) throw new Error(`image cache lock ${lockDir} held by pid ${owner} for too long`);
-      await sleep(250);
-    }
-  }
-  try {
-    return await fn();
-  } finally {
-    await rm(lockDir, { recursive: true, force: true });
-  }
-}
+// ---------- cache (the scheme of runtime/images.ts: archive named by input hash, its lock) ----------
 
 /** Archives older than this, of the same image but other inputs, are deleted after a build. */
 const STALE_ARCHIVE_MS = 3600_000;

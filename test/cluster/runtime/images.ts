@@ -110,7 +110,8 @@ export function archiveFileName(image: string, key: string): string {
 
 // ---------- cache lock: several test processes may ask for the same image at once ----------
 
-async function withLock<T>(lockDir: string, timeoutMs: number, fn: () => Promise<T>): Promise<T> {
+/** Runs `fn` holding a lock directory (mkdir is atomic); a lock whose owner died is taken over. */
+export async function withLock<T>(lockDir: string, timeoutMs: number, fn: () => Promise<T>): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   await mkdir(dirname(lockDir), { recursive: true });
   for (;;) {
