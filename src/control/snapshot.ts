@@ -18,54 +18,22 @@
  * Rule (c) is off by default: with pods spread over nodes, nearly every namespace has a pod on
  * every node, so it ships most of the mesh to every node (measured in snapshot.gen.test.ts).
  *
- * The version is a hash of the content, so two control-plane replicas computing from the same
+ * The version is a hash of the content (per-object hashes, see withVersion), so two control-plane replicas computing from the same
  * cluster state hand an agent the same versions, and an agent can resume on either. Hashing and
  * equality use plain JSON.stringify: the model builds every object in a fixed key order (user maps
  * such as labels and selectors are key-sorted when read), which is much cheaper than sorting keys
  * here on every push; `canonicalJson` remains for callers holding objects of unknown origin.
  */
 import { createHash } from 'node:crypto';
+import { RESOURCE_TYPES, type NodeSnapshot, type PeerWorkload, type ResourceDelta, type ResourceType, type SnapshotDelta, type SnapshotResources, type TrustSettings } from '../api/types.js';
 import type { MeshModel, Service, Workload } from '../state/model.js';
 import type { AuthorizationPolicy, PeerAuthentication } from '../state/policy.js';
 import { authorizationPolicyApplies, peerAuthenticationApplies } from '../state/policy.js';
 import type { Route } from '../state/routes.js';
 
-/** What a client needs to know about a workload on another node. */
-export interface PeerWorkload {
-  uid: string;
-  ips: string[];
-  node: string;
-  identity: string;
-  enrolled: boolean;
-}
-
-export interface TrustSettings {
-  trustDomain: string;
-  rootNamespace: string;
-  /** PEM root certificates the agent trusts (old and new together during a rotation) */
-  roots: string[];
-}
-
-/** The resource maps of a snapshot, each keyed as in the model. */
-export interface SnapshotResources {
-  workloads: Record<string, Workload>;
-  peers: Record<string, PeerWorkload>;
-  services: Record<string, Service>;
-  authorizationPolicies: Record<string, AuthorizationPolicy>;
-  peerAuthentications: Record<string, PeerAuthentication>;
-  routes: Record<string, Route>;
-}
-
-export type ResourceType = keyof SnapshotResources;
-export const RESOURCE_TYPES: readonly ResourceType[] = ['workloads', 'peers', 'services', 'authorizationPolicies', 'peerAuthentications', 'routes'];
-
-export interface NodeSnapshot extends SnapshotResources {
-  /** the node, or "" for the full-mesh snapshot */
-  node: string;
-  /** hash of everything else: equal content, equal version */
-  version: string;
-  trust: TrustSettings;
-}
+// Snapshots and deltas are the push protocol's wire types (one definition, in src/api).
+export { RESOURCE_TYPES };
+export type { NodeSnapshot, PeerWorkload, ResourceDelta, ResourceType, SnapshotDelta, SnapshotResources, TrustSettings };
 
 export interface SnapshotOptions {
   /** the CA bundle to put in `trust.roots` */
@@ -77,20 +45,6 @@ export interface SnapshotOptions {
   /** rule (c): also every Service of the namespaces of the node's enrolled workloads */
   namespaceServices?: boolean;
 }
-
-export interface ResourceDelta<T> {
-  added: Record<string, T>;
-  updated: Record<string, T>;
-  removed: string[];
-}
-
-export type SnapshotDelta = {
-  node: string;
-  from: string;
-  to: string;
-  /** present when the trust settings changed */
-  trust?: TrustSettings;
-} & { [K in ResourceType]: ResourceDelta<SnapshotResources[K][string]> };
 
 /** JSON with object keys sorted at every level: the one serialisation versions and equality use. */
 export function canonicalJson(value: unknown): string {
@@ -146,9 +100,30 @@ function peerOf(w: Workload): PeerWorkload {
   return { uid: w.uid, ips: w.ips, node: w.node, identity: w.identity, enrolled: w.enrolled };
 }
 
+/**
+ * The hash of one resource object, computed once per object: a model's Services, workloads and
+ * policies are shared by the snapshots of many nodes, so hashing them per object (instead of
+ * serialising every node's whole snapshot) does each one once per recompute. Model objects are
+ * never mutated after computeModel returns, which is what makes the memo safe.
+ */
+const objectHashes = new WeakMap<object, string>();
+function objectHash(o: object): string {
+  let h = objectHashes.get(o);
+  if (h === undefined) {
+    h = createHash('sha256').update(JSON.stringify(o)).digest('base64');
+    objectHashes.set(o, h);
+  }
+  return h;
+}
+
+/** The version: a hash over the node, the trust settings, and every resource's key and content hash, in order. */
 function withVersion(node: string, trust: TrustSettings, r: SnapshotResources): NodeSnapshot {
-  const version = createHash('sha256').update(JSON.stringify({ node, trust, ...r })).digest('hex').slice(0, 16);
-  return { node, version, trust, ...r };
+  const hash = createHash('sha256').update(JSON.stringify({ node, trust }));
+  for (const t of RESOURCE_TYPES) {
+    hash.update(`\n${t}`);
+    for (const [k, v] of Object.entries(r[t])) hash.update(`\n${k}=${objectHash(v)}`);
+  }
+  return { node, version: hash.digest('hex').slice(0, 16), trust, ...r };
 }
 
 /** The Services in node scope: rules (a)–(d) of the header. */

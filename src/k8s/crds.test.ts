@@ -1,5 +1,5 @@
 /**
- * daemonset/crds.yaml judged by the real kubectl against the API test server: the four CRDs apply
+ * daemonset/10-crds.yaml judged by the real kubectl against the API test server: the four CRDs apply
  * cleanly and become established, Istio-style policies and GAMMA routes apply with their defaults,
  * the schema rejects what it can, what it stores parses as valid in the model, and the status
  * subresource carries the Accepted condition ambit-control writes (shown in `kubectl get`).
@@ -22,13 +22,13 @@ function repoRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 6; i++) {
     try {
-      readFileSync(join(dir, 'daemonset', 'crds.yaml'));
+      readFileSync(join(dir, 'daemonset', '10-crds.yaml'));
       return dir;
     } catch {
       dir = dirname(dir);
     }
   }
-  throw new Error('daemonset/crds.yaml not found above ' + fileURLToPath(import.meta.url));
+  throw new Error('daemonset/10-crds.yaml not found above ' + fileURLToPath(import.meta.url));
 }
 
 let kubectl: Kubectl;
@@ -40,7 +40,7 @@ before(async () => {
   kubectl = s.kubectl;
   stop = s.stop;
   conn = KubeConnection.fromKubeconfig(s.server.kubeconfig());
-  const out = await kubectl.ok(['apply', '-f', join(repoRoot(), 'daemonset', 'crds.yaml')]);
+  const out = await kubectl.ok(['apply', '-f', join(repoRoot(), 'daemonset', '10-crds.yaml')]);
   assert.match(out, /customresourcedefinition.apiextensions.k8s.io\/authorizationpolicies.security.ambit.dev created/);
   await kubectl.ok(['wait', '--for=condition=Established', '--timeout=20s', 'crd/authorizationpolicies.security.ambit.dev', 'crd/peerauthentications.security.ambit.dev', 'crd/httproutes.gateway.networking.k8s.io', 'crd/grpcroutes.gateway.networking.k8s.io']);
   await kubectl.ok(['create', 'namespace', 'shop']);

@@ -5,10 +5,14 @@
  * route. An invalid policy or route is left out of the model and reported; it never disturbs
  * anything else. The snapshot code (src/control/snapshot.ts) cuts node-scoped views out of this.
  */
+import type { Endpoint, EndpointStatus, Service, ServicePort, Workload } from '../api/types.js';
 import type { EndpointSliceObject, KubeObject, PodObject, ServiceObject } from './objects.js';
 import { SERVICE_NAME_LABEL, keyOf, sortedMap } from './objects.js';
 import { parseAuthorizationPolicy, parsePeerAuthentication, type AuthorizationPolicy, type PeerAuthentication } from './policy.js';
 import { isMeshRoute, parseRoute, type Route, type RouteKind } from './routes.js';
+
+// The model's output types are the push protocol's wire types (one definition, in src/api).
+export type { Endpoint, EndpointStatus, Service, ServicePort, Workload };
 
 /** Namespace label that enrols every pod of the namespace. */
 export const DATAPLANE_MODE_LABEL = 'ambit.dev/dataplane-mode';
@@ -39,56 +43,6 @@ export interface ClusterObjects {
   peerAuthentications: readonly KubeObject[];
   httpRoutes: readonly KubeObject[];
   grpcRoutes: readonly KubeObject[];
-}
-
-export interface Workload {
-  uid: string;
-  name: string;
-  namespace: string;
-  node: string;
-  ips: string[];
-  serviceAccount: string;
-  /** spiffe://<trust-domain>/ns/<namespace>/sa/<serviceAccount> */
-  identity: string;
-  enrolled: boolean;
-  labels: Record<string, string>;
-  /** keys of the Services that list this workload as an endpoint, sorted */
-  services: string[];
-}
-
-export interface ServicePort {
-  name: string;
-  protocol: string;
-  port: number;
-  /** the numeric target port; absent when the Service names a container port (see Endpoint.ports) */
-  targetPort?: number;
-  appProtocol?: string;
-}
-
-/** ready: takes new connections; terminating: still serving while shutting down; notReady: neither. */
-export type EndpointStatus = 'ready' | 'terminating' | 'notReady';
-
-export interface Endpoint {
-  ip: string;
-  /** uid of the pod behind the address, when the address belongs to a pod */
-  workload?: string;
-  status: EndpointStatus;
-  /** service port name → port on this endpoint, only where it differs from ServicePort.targetPort */
-  ports?: Record<string, number>;
-}
-
-export interface Service {
-  /** "namespace/name" */
-  key: string;
-  namespace: string;
-  name: string;
-  /** <name>.<namespace>.svc.<clusterDomain> */
-  hostname: string;
-  /** cluster IPs; empty for a headless Service */
-  vips: string[];
-  ports: ServicePort[];
-  /** sorted by address */
-  endpoints: Endpoint[];
 }
 
 export type StatusKind = 'AuthorizationPolicy' | 'PeerAuthentication' | RouteKind;

@@ -13,82 +13,17 @@
  *   the oldest policy wins a tie, port-level modes only on a workload policy, default PERMISSIVE.
  */
 import { isIP } from 'node:net';
+import type { AuthorizationPolicy, AuthzAction, AuthzCondition, AuthzOperation, AuthzRule, AuthzSource, MtlsMode, PeerAuthentication } from '../api/types.js';
 import { Problems, objectField, objectList, stringList, stringMap } from './problems.js';
 import type { KubeObject } from './objects.js';
 import { keyOf, sortedMap } from './objects.js';
 
-export type AuthzAction = 'ALLOW' | 'DENY' | 'AUDIT' | 'CUSTOM';
+// The normalised policies are the push protocol's wire types (one definition, in src/api).
+export type { AuthorizationPolicy, AuthzAction, AuthzCondition, AuthzOperation, AuthzRule, AuthzSource, MtlsMode, PeerAuthentication };
+
 export const AUTHZ_ACTIONS: readonly AuthzAction[] = ['ALLOW', 'DENY', 'AUDIT', 'CUSTOM'];
 
-export interface AuthzSource {
-  principals?: string[];
-  notPrincipals?: string[];
-  requestPrincipals?: string[];
-  notRequestPrincipals?: string[];
-  namespaces?: string[];
-  notNamespaces?: string[];
-  /** "<namespace>/<name>" */
-  serviceAccounts?: string[];
-  notServiceAccounts?: string[];
-  ipBlocks?: string[];
-  notIpBlocks?: string[];
-  remoteIpBlocks?: string[];
-  notRemoteIpBlocks?: string[];
-}
-
-export interface AuthzOperation {
-  hosts?: string[];
-  notHosts?: string[];
-  ports?: number[];
-  notPorts?: number[];
-  methods?: string[];
-  notMethods?: string[];
-  paths?: string[];
-  notPaths?: string[];
-}
-
-export interface AuthzCondition {
-  key: string;
-  values?: string[];
-  notValues?: string[];
-}
-
-/** One rule: absent lists match anything; present lists need one entry to match (all conditions). */
-export interface AuthzRule {
-  from?: AuthzSource[];
-  to?: AuthzOperation[];
-  when?: AuthzCondition[];
-}
-
-export interface AuthorizationPolicy {
-  /** "namespace/name" */
-  key: string;
-  namespace: string;
-  name: string;
-  /** absent: all workloads of the scope */
-  selector?: Record<string, string>;
-  /** Services (same namespace) whose selected workloads the policy applies to */
-  targetServices?: string[];
-  action: AuthzAction;
-  provider?: string;
-  /** empty: matches nothing */
-  rules: AuthzRule[];
-}
-
-export type MtlsMode = 'UNSET' | 'DISABLE' | 'PERMISSIVE' | 'STRICT';
 export const MTLS_MODES: readonly MtlsMode[] = ['UNSET', 'DISABLE', 'PERMISSIVE', 'STRICT'];
-
-export interface PeerAuthentication {
-  key: string;
-  namespace: string;
-  name: string;
-  /** creationTimestamp: the oldest policy wins when several apply at one level */
-  createdAt: string;
-  selector?: Record<string, string>;
-  mode: MtlsMode;
-  /** port number (as a string key, JSON-friendly) → mode */
-  portModes?: Record<string, MtlsMode>;
-}
 
 /** The result of reading a user's object: the normalised value, or every problem found. */
 export type Parsed<T> = { ok: true; value: T } | { ok: false; problems: Problems };

@@ -7,69 +7,14 @@
  * Defaults follow the Gateway API: group "" + kind Service for backends, weight 1, HTTP path match
  * PathPrefix "/", header and gRPC method match type Exact, a rule list of one catch-all rule.
  */
+import type { GrpcRouteMatch, HeaderMatch, HttpRouteMatch, Route, RouteBackend, RouteFilter, RouteKind, RouteParent, RouteRule } from '../api/types.js';
 import { Problems, objectField, objectList, stringList } from './problems.js';
 import type { KubeObject } from './objects.js';
 import { canonical } from './objects.js';
 import type { Parsed } from './policy.js';
 
-export type RouteKind = 'HTTPRoute' | 'GRPCRoute';
-
-export interface RouteParent {
-  /** "namespace/name" of the Service */
-  service: string;
-  port?: number;
-  sectionName?: string;
-}
-
-export interface RouteBackend {
-  /** "namespace/name" of the Service */
-  service: string;
-  port: number;
-  weight: number;
-}
-
-export interface HeaderMatch {
-  type: 'Exact' | 'RegularExpression';
-  name: string;
-  value: string;
-}
-
-export interface HttpRouteMatch {
-  path?: { type: 'Exact' | 'PathPrefix' | 'RegularExpression'; value: string };
-  headers?: HeaderMatch[];
-  queryParams?: HeaderMatch[];
-  method?: string;
-}
-
-export interface GrpcRouteMatch {
-  method?: { type: 'Exact' | 'RegularExpression'; service?: string; method?: string };
-  headers?: HeaderMatch[];
-}
-
-/** A filter keeps its Gateway API shape; the proxy interprets it. */
-export interface RouteFilter {
-  type: string;
-  config?: Record<string, unknown>;
-}
-
-export interface RouteRule {
-  name?: string;
-  matches: (HttpRouteMatch | GrpcRouteMatch)[];
-  filters: RouteFilter[];
-  backends: RouteBackend[];
-  timeouts?: { request?: string; backendRequest?: string };
-}
-
-export interface Route {
-  /** "<Kind>/<namespace>/<name>": routes of both kinds share one map */
-  key: string;
-  kind: RouteKind;
-  namespace: string;
-  name: string;
-  parents: RouteParent[];
-  hostnames: string[];
-  rules: RouteRule[];
-}
+// The normalised routes are the push protocol's wire types (one definition, in src/api).
+export type { GrpcRouteMatch, HeaderMatch, HttpRouteMatch, Route, RouteBackend, RouteFilter, RouteKind, RouteParent, RouteRule };
 
 const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'];
 const HTTP_FILTERS: Record<string, string> = { RequestHeaderModifier: 'requestHeaderModifier', ResponseHeaderModifier: 'responseHeaderModifier', RequestMirror: 'requestMirror', RequestRedirect: 'requestRedirect', URLRewrite: 'urlRewrite' };
