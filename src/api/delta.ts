@@ -44,14 +44,23 @@ export function diffSnapshots(prev: NodeSnapshot, next: NodeSnapshot): SnapshotD
   return delta;
 }
 
+/** A delta computed from another version than the snapshot's. */
+export class DeltaMismatchError extends Error {
+  constructor(
+    readonly have: string,
+    readonly deltaFrom: string,
+  ) {
+    super(`delta applies to version ${deltaFrom} but the snapshot is at ${have}; ask for a full snapshot`);
+    this.name = 'DeltaMismatchError';
+  }
+}
+
 /**
- * Applies a delta. Throws when `delta.from` is not the snapshot's version (the agent then
- * resubscribes for a full snapshot, rule 6 of the protocol).
+ * Applies a delta. Throws DeltaMismatchError when `delta.from` is not the snapshot's version (the
+ * agent then resubscribes for a full snapshot, rule 6 of the protocol).
  */
 export function applyDelta(snapshot: NodeSnapshot, delta: SnapshotDelta): NodeSnapshot {
-  if (delta.from !== snapshot.version) {
-    throw new Error(`delta applies to version ${delta.from} but the snapshot is at ${snapshot.version}; ask for a full snapshot`);
-  }
+  if (delta.from !== snapshot.version) throw new DeltaMismatchError(snapshot.version, delta.from);
   const out = { node: delta.node, version: delta.to, trust: delta.trust ?? snapshot.trust } as NodeSnapshot;
   for (const t of RESOURCE_TYPES) {
     const d = delta[t] as ResourceDelta<unknown>;

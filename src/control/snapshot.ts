@@ -30,6 +30,7 @@ import type { MeshModel, Service, Workload } from '../state/model.js';
 import type { AuthorizationPolicy, PeerAuthentication } from '../state/policy.js';
 import { authorizationPolicyApplies, peerAuthenticationApplies } from '../state/policy.js';
 import type { Route } from '../state/routes.js';
+import { sortedRecord } from '../api/delta.js';
 
 // Snapshots and deltas are the push protocol's wire types (one definition, in src/api).
 export { RESOURCE_TYPES };
@@ -46,15 +47,6 @@ export interface SnapshotOptions {
   namespaceServices?: boolean;
 }
 
-/** JSON with object keys sorted at every level: the one serialisation versions and equality use. */
-export function canonicalJson(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) => {
-    if (v === null || typeof v !== 'object' || Array.isArray(v)) return v;
-    const sorted: Record<string, unknown> = {};
-    for (const k of Object.keys(v as Record<string, unknown>).sort()) sorted[k] = (v as Record<string, unknown>)[k];
-    return sorted;
-  });
-}
 
 /** Indexes over a model that every node's scoping uses; built once per model. */
 interface ModelIndex {
@@ -86,11 +78,6 @@ function indexOf(model: MeshModel): ModelIndex {
   return ix;
 }
 
-function sortedRecord<T>(entries: Iterable<[string, T]>): Record<string, T> {
-  const out: Record<string, T> = {};
-  for (const [k, v] of [...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) out[k] = v;
-  return out;
-}
 
 function trustOf(model: MeshModel, opts: SnapshotOptions): TrustSettings {
   return { trustDomain: model.config.trustDomain, rootNamespace: model.config.rootNamespace, roots: [...(opts.trustRoots ?? [])] };
@@ -205,58 +192,10 @@ export function snapshotsForAllNodes(model: MeshModel, optsFor: (node: string) =
   return new Map([...nodes].sort().map((n) => [n, snapshotFor(model, n, optsFor(n))]));
 }
 
-function diffRecords<T>(prev: Record<string, T>, next: Record<string, T>): ResourceDelta<T> {
-  const d: ResourceDelta<T> = { added: {}, updated: {}, removed: [] };
-  for (const [k, v] of Object.entries(next)) {
-    const old = prev[k];
-    if (old === undefined) d.added[k] = v;
-    else if (old !== v && JSON.stringify(old) !== JSON.stringify(v)) d.updated[k] = v;
-  }
-  for (const k of Object.keys(prev)) if (!(k in next)) d.removed.push(k);
-  return d;
-}
-
-/** What changed from `prev` to `next` (snapshots of one node), per resource type. */
-export function diff(prev: NodeSnapshot, next: NodeSnapshot): SnapshotDelta {
-  const delta = { node: next.node, from: prev.version, to: next.version } as SnapshotDelta;
-  for (const t of RESOURCE_TYPES) (delta as Record<ResourceType, unknown>)[t] = diffRecords(prev[t] as Record<string, unknown>, next[t] as Record<string, unknown>);
-  if (JSON.stringify(prev.trust) !== JSON.stringify(next.trust)) delta.trust = next.trust;
-  return delta;
-}
-
-/** Whether a delta changes nothing. */
-export function isEmptyDelta(d: SnapshotDelta): boolean {
-  return d.trust === undefined && RESOURCE_TYPES.every((t) => Object.keys(d[t].added).length + Object.keys(d[t].updated).length + d[t].removed.length === 0);
-}
-
-/** The number of objects a delta touches (for logs and metrics). */
-export function deltaSize(d: SnapshotDelta): number {
-  return RESOURCE_TYPES.reduce((n, t) => n + Object.keys(d[t].added).length + Object.keys(d[t].updated).length + d[t].removed.length, d.trust ? 1 : 0);
-}
-
-export class DeltaMismatchError extends Error {
-  constructor(readonly have: string, readonly deltaFrom: string) {
-    super(`delta applies to version ${deltaFrom} but the snapshot is at ${have}; ask for a full snapshot`);
-    this.name = 'DeltaMismatchError';
-  }
-}
-
-/** Applies a delta to the snapshot it was computed from; the result equals the `next` of diff(). */
-export function apply(snapshot: NodeSnapshot, delta: SnapshotDelta): NodeSnapshot {
-  if (snapshot.version !== delta.from) throw new DeltaMismatchError(snapshot.version, delta.from);
-  const out = { node: delta.node, version: delta.to, trust: delta.trust ?? snapshot.trust } as NodeSnapshot;
-  for (const t of RESOURCE_TYPES) {
-    const d = delta[t] as ResourceDelta<unknown>;
-    const merged = new Map(Object.entries(snapshot[t] as Record<string, unknown>));
-    for (const k of d.removed) merged.delete(k);
-    for (const [k, v] of Object.entries(d.added)) merged.set(k, v);
-    for (const [k, v] of Object.entries(d.updated)) merged.set(k, v);
-    (out as unknown as Record<ResourceType, unknown>)[t] = sortedRecord(merged);
-  }
-  return out;
-}
-
 /** Serialised size of a snapshot in bytes (what the ratio goal is measured in). */
 export function snapshotBytes(s: NodeSnapshot): number {
   return Buffer.byteLength(JSON.stringify(s));
 }
+
+// The delta rules are the protocol's (src/api/delta.ts), shared with the agent.
+export { canonicalJson, diffSnapshots as diff, applyDelta as apply, isEmptyDelta, deltaSize, DeltaMismatchError } from '../api/delta.js';
