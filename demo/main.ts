@@ -126,6 +126,27 @@ async function main(): Promise<number> {
     await step(['exec', '-n', 'shop', 'client', '--', 'curl', '-sS', '--max-time', '5', 'http://echo/by-name']);
     await step(['exec', '-n', 'shop', 'client', '--', 'dig', '+short', 'SRV', '_http._tcp.echo.shop.svc.cluster.local']);
     await step(['logs', '-n', 'shop', remote.metadata.name, '--tail=3']);
+
+    console.log(dim('\n# install Ambit the way a user does (the control plane and CRDs today; the node agent comes next):'));
+    await step(['apply', '-f', join(here, '..', '..', 'daemonset')]);
+    await step(['rollout', 'status', 'deployment/ambit-control', '-n', 'ambit-system', '--timeout=120s']);
+    await step(['get', 'pods', '-n', 'ambit-system', '-o', 'wide']);
+    console.log(dim('\n# the mesh CA (generated on first start, kept in a Secret) publishes its root for agents:'));
+    await step(['get', 'configmap', 'ambit-root-cert', '-n', 'ambit-system', '-o', 'jsonpath={.data}']);
+    console.log();
+    console.log(dim('\n# an invalid policy is reported on its own status, and disturbs nothing else:'));
+    const policy = join(dir, 'policy.yaml');
+    writeFileSync(policy, `apiVersion: security.ambit.dev/v1
+kind: AuthorizationPolicy
+metadata: {name: broken, namespace: shop}
+spec:
+  action: DENY
+  rules: [{from: [{source: {ipBlocks: [not-an-ip]}}]}]
+`);
+    await step(['apply', '-f', policy]);
+    await new Promise((r) => setTimeout(r, 2000));
+    await step(['get', 'authorizationpolicy', 'broken', '-n', 'shop', '-o', 'jsonpath={.status.conditions[0].reason}: {.status.conditions[0].message}']);
+    console.log();
   } finally {
     rmSync(dir, { recursive: true, force: true });
     if (keep) {

@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { DEFAULT_CLUSTER_NAME, LocalCluster, STATE_ROOT, defaultStateDir } from './cluster.js';
 import { isRunning, run, sleep } from './runtime/proc.js';
+import { ensureAmbitImage, ensureAppImages } from './apps/images.js';
 
 const USAGE = 'usage: npm run cluster -- up [--nodes N] [--name C] | down [--name C] | status [--name C]';
 const UP_TIMEOUT_MS = 20 * 60_000; // a cold machine builds the images first
@@ -148,7 +149,10 @@ async function daemon(name: string, nodes: number): Promise<number> {
   let cluster: LocalCluster;
   try {
     const toFile = (s: string) => console.log(`${new Date().toISOString()} ${s}`);
-    cluster = await LocalCluster.up({ name, nodes, log: (s) => (process.connected ? log(s) : toFile(s)), serverLog: toFile });
+    // the demo apps and Ambit's own image (built from the repository's Dockerfile), so that
+    // `kubectl apply -f daemonset/` works on this cluster as on a real one
+    const images = async () => [...(await ensureAppImages()), await ensureAmbitImage()];
+    cluster = await LocalCluster.up({ name, nodes, images, log: (s) => (process.connected ? log(s) : toFile(s)), serverLog: toFile });
   } catch (err) {
     send({ type: 'failed', error: (err as Error).message });
     console.error(err);
