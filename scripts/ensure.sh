@@ -47,4 +47,4 @@ if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
   cp package-lock.json "$stamp"
 fi
 
-npx tsc -p tsconfig.json
+bash scripts/build.sh
