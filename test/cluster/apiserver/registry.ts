@@ -305,7 +305,7 @@ export class Registry {
     // like the real codec, a body without apiVersion/kind takes the endpoint's
     const o = { ...(body as Obj) };
     o.kind ||= expectKind;
-    const want = rt.group === 'autoscaling' ? 'autoscaling/v1' : apiVersionOf(rt);
+    const want = apiVersionOf(rt);
     o.apiVersion ||= want;
     if (o.apiVersion !== want) {
       const [g] = String(o.apiVersion).includes('/') ? String(o.apiVersion).split('/') : [''];

@@ -21,6 +21,7 @@ import { TokenIssuer, authenticateToken, tokenReviewStatus, serviceAccountUser, 
 import { authorize, forbiddenError, attributesFromAccessReviewSpec, userFromAccessReviewSpec, subjectAccessReviewStatus, resourceRulesFor, type AuthorizationAttributes, type RbacStore, type ClusterRole, type Role, type RoleBinding } from './auth/rbac.js';
 import { bootstrapRbacObjects } from './auth/bootstrap.js';
 import { tableColumnsFor, tableRowFor } from './tables.js';
+import { labelSelectorFromObject, labelSelectorString } from './selectors.js';
 import { openapiRoot, openapiForGroupVersion, apiPathOf } from './openapi.js';
 import { patchMeta } from './patchmeta.js';
 import { decodeProtobufBody, PROTOBUF_MEDIA_TYPE } from './protobuf/decode.js';
@@ -599,12 +600,12 @@ export class ApiServer {
       return this.sendJson(res, 201, this.review(rt, ns, body, user));
     }
 
-    if (sub) return this.subresource(req, res, url, route, verb, user);
+    if (sub) return this.subresource(req, res, url, route, verb);
 
     switch (verb) {
       case 'get': {
         const s = reg.get(rt, ns, name!);
-        return this.sendObjects(res, accept, rt, q, [s.obj], { single: true, rv: String(s.rv) });
+        return this.sendObject(res, accept, rt, q, s.obj, String(s.rv));
       }
       case 'list': {
         const r = reg.list(rt, ns, listQuery(q));
@@ -688,13 +689,11 @@ export class ApiServer {
     return opts;
   }
 
-  private sendObjects(res: ServerResponse, accept: string, rt: ResourceType, q: URLSearchParams, objs: KObject[], o: { single: boolean; rv: string }): void {
-    if (wantsTable(accept)) return this.sendJson(res, 200, this.toTable(rt, objs, q, o.rv));
-    if (wantsPartial(accept)) {
-      const pom = (x: KObject) => ({ kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata: x.metadata });
-      return this.sendJson(res, 200, pom(objs[0]!));
-    }
-    this.sendJson(res, 200, objs[0]);
+  /** One object (GET): as itself, as a one-row Table, or as PartialObjectMetadata, per Accept. */
+  private sendObject(res: ServerResponse, accept: string, rt: ResourceType, q: URLSearchParams, obj: KObject, rv: string): void {
+    if (wantsTable(accept)) return this.sendJson(res, 200, this.toTable(rt, [obj], q, rv));
+    if (wantsPartial(accept)) return this.sendJson(res, 200, { kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata: obj.metadata });
+    this.sendJson(res, 200, obj);
   }
 
   private sendList(res: ServerResponse, accept: string, rt: ResourceType, q: URLSearchParams, items: { obj: KObject; json: string }[], rv: string, cont?: string, remaining?: number): void {
@@ -817,7 +816,7 @@ export class ApiServer {
 
   // ------------------------------------------------------------------ subresources
 
-  private async subresource(req: IncomingMessage, res: ServerResponse, url: URL, route: Route, verb: string, user: UserInfo): Promise<void> {
+  private async subresource(req: IncomingMessage, res: ServerResponse, url: URL, route: Route, verb: string): Promise<void> {
     const reg = this.registry;
     const { rt, namespace: ns, name, subresource: sub } = route;
     const q = url.searchParams;
@@ -872,7 +871,6 @@ export class ApiServer {
       if (!this.nodeConnection) throw new E.ApiError(503, 'ServiceUnavailable', `no connection to the kubelet of node ${node}`);
       return this.nodeConnection.logs(pod, q, req, res);
     }
-    void user;
     throw E.noSuchResource();
   }
 
@@ -1079,18 +1077,9 @@ function setPath(o: any, path: string, v: unknown): void {
   cur[ps[ps.length - 1]!] = v;
 }
 
-/** A metav1.LabelSelector in the string form Scale.status.selector carries. */
+/** A metav1.LabelSelector in the string form Scale.status.selector carries (labels.Selector.String()). */
 function labelSelectorText(sel: Record<string, any> | undefined): string {
-  if (!sel) return '';
-  const parts: string[] = [];
-  for (const [k, v] of Object.entries((sel.matchLabels as Record<string, string>) ?? {}).sort()) parts.push(`${k}=${v}`);
-  for (const e of (sel.matchExpressions as Record<string, any>[]) ?? []) {
-    if (e.operator === 'In') parts.push(`${e.key} in (${[...e.values].sort().join(',')})`);
-    else if (e.operator === 'NotIn') parts.push(`${e.key} notin (${[...e.values].sort().join(',')})`);
-    else if (e.operator === 'Exists') parts.push(e.key);
-    else if (e.operator === 'DoesNotExist') parts.push(`!${e.key}`);
-  }
-  return parts.join(',');
+  return labelSelectorString(labelSelectorFromObject(sel));
 }
 
 /** Go's encoding/json wording for the common JSON syntax errors. */

@@ -4,6 +4,7 @@
  * at once (the caller raises one 422 Invalid listing them all).
  */
 import type { FieldError, KObject } from './types.js';
+import { labelSelectorFromObject, matchesLabels } from './selectors.js';
 
 type Obj = Record<string, any>;
 
@@ -174,20 +175,13 @@ export function validatePodSpec(spec: Obj | undefined, path: string): FieldError
 
 function selectorMatchesTemplate(sel: Obj | undefined, tplLabels: Record<string, string> | undefined, path: string): FieldError[] {
   if (!sel || (!sel.matchLabels && !sel.matchExpressions)) return [required(`${path}.selector`)];
-  const labels = tplLabels ?? {};
-  for (const [k, v] of Object.entries((sel.matchLabels as Record<string, string>) ?? {})) {
-    if (labels[k] !== v) return [invalidValue(`${path}.template.metadata.labels`, labels as never, '`selector` does not match template `labels`')];
+  let matches: boolean;
+  try {
+    matches = matchesLabels(labelSelectorFromObject(sel), tplLabels ?? {});
+  } catch (e) {
+    return [invalidValue(`${path}.selector`, 'v1.LabelSelector', (e as Error).message)];
   }
-  for (const e of (sel.matchExpressions as Obj[]) ?? []) {
-    const has = Object.prototype.hasOwnProperty.call(labels, e.key);
-    const ok =
-      e.operator === 'In' ? has && (e.values ?? []).includes(labels[e.key]) :
-      e.operator === 'NotIn' ? !has || !(e.values ?? []).includes(labels[e.key]) :
-      e.operator === 'Exists' ? has :
-      e.operator === 'DoesNotExist' ? !has : false;
-    if (!ok) return [invalidValue(`${path}.template.metadata.labels`, labels as never, '`selector` does not match template `labels`')];
-  }
-  return [];
+  return matches ? [] : [invalidValue(`${path}.template.metadata.labels`, (tplLabels ?? {}) as never, '`selector` does not match template `labels`')];
 }
 
 function nonNegative(v: unknown, field: string): FieldError[] {

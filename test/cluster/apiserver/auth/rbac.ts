@@ -9,6 +9,7 @@
 import { forbidden, type ApiError } from '../errors.js';
 import type { KObject } from '../types.js';
 import { SYSTEM_MASTERS, type UserInfo } from './tokens.js';
+import { labelSelectorFromObject, matchesLabels } from '../selectors.js';
 
 export const RBAC_GROUP = 'rbac.authorization.k8s.io';
 
@@ -458,30 +459,11 @@ function aggregatedRules(target: ClusterRole, all: ClusterRole[]): PolicyRule[] 
 
 /** metav1.LabelSelector semantics; an empty selector matches everything. */
 export function labelSelectorMatches(selector: LabelSelector, labels: Record<string, string>): boolean {
-  for (const [key, value] of Object.entries(selector.matchLabels ?? {})) {
-    if (labels[key] !== value) return false;
+  try {
+    return matchesLabels(labelSelectorFromObject(selector), labels);
+  } catch {
+    return false;
   }
-  for (const req of selector.matchExpressions ?? []) {
-    const has = Object.prototype.hasOwnProperty.call(labels, req.key);
-    const values = req.values ?? [];
-    switch (req.operator) {
-      case 'In':
-        if (!has || !values.includes(labels[req.key]!)) return false;
-        break;
-      case 'NotIn':
-        if (has && values.includes(labels[req.key]!)) return false;
-        break;
-      case 'Exists':
-        if (!has) return false;
-        break;
-      case 'DoesNotExist':
-        if (has) return false;
-        break;
-      default:
-        return false;
-    }
-  }
-  return true;
 }
 
 function sameRules(a: PolicyRule[], b: PolicyRule[]): boolean {

@@ -3,6 +3,7 @@
  * Service uses), node selector terms of node affinity, and taints versus tolerations.
  */
 import type { KObject } from '../types.js';
+import { labelSelectorFromObject, matchesLabels } from '../selectors.js';
 
 export interface Requirement {
   key: string;
@@ -22,10 +23,11 @@ type Labels = Record<string, string> | undefined;
  * selects everything.
  */
 export function selectorMatches(sel: LabelSelector | undefined | null, labels: Labels): boolean {
-  if (!sel) return false;
-  const l = labels ?? {};
-  for (const [k, v] of Object.entries(sel.matchLabels ?? {})) if (l[k] !== v) return false;
-  return (sel.matchExpressions ?? []).every((r) => requirementMatches(r, l));
+  try {
+    return matchesLabels(labelSelectorFromObject(sel), labels);
+  } catch {
+    return false; // an invalid selector selects nothing (the API server refuses to store one)
+  }
 }
 
 /** A Service selector (a plain map); an absent or empty map selects nothing here. */
