@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEMO_IMAGES } from '../test/cluster/apps/images.js';
+import { echoApp } from '../test/cluster/apps/manifests.js';
 
 const keep = process.argv.includes('--keep');
 const here = dirname(fileURLToPath(import.meta.url));
@@ -50,35 +51,7 @@ const app = `apiVersion: v1
 kind: Namespace
 metadata: {name: shop}
 ---
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: echo, namespace: shop}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: echo}}
-  template:
-    metadata: {labels: {app: echo, version: v1}}
-    spec:
-      terminationGracePeriodSeconds: 2
-      containers:
-      - name: echo
-        image: ${DEMO_IMAGES.echo}
-        ports: [{name: http, containerPort: 8080}]
-        env:
-        - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
-        - {name: POD_NAMESPACE, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}
-        - {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
-        - {name: NODE_NAME, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
-        - {name: VERSION, valueFrom: {fieldRef: {fieldPath: "metadata.labels['version']"}}}
-        readinessProbe: {httpGet: {path: /healthz, port: http}, periodSeconds: 1}
----
-apiVersion: v1
-kind: Service
-metadata: {name: echo, namespace: shop}
-spec:
-  selector: {app: echo}
-  ports: [{name: http, port: 80, targetPort: http}]
----
+${echoApp('shop', 2)}---
 apiVersion: v1
 kind: Pod
 metadata: {name: client, namespace: shop, labels: {app: client}}

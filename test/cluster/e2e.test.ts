@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { Kubectl, waitUntil } from '../helpers/kubectl.js';
 import { LocalCluster } from './cluster.js';
 import { DEMO_IMAGES, AMBIT_IMAGE, ensureAmbitImage } from './apps/images.js';
+import { echoApp } from './apps/manifests.js';
 
 const isRoot = process.getuid?.() === 0;
 const rootOnly = { skip: isRoot ? false : 'needs root (network namespaces, containerd); CI runs as root' } as const;
@@ -46,34 +47,7 @@ async function podsOf(ns: string, selector: string): Promise<{ name: string; nod
 
 test('a Deployment spreads over both nodes with IPs from each node\'s pod CIDR, behind a Service', rootOnly, async () => {
   await k.ok(['create', 'namespace', 'spread']);
-  await apply(`
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: echo, namespace: spread}
-spec:
-  replicas: 4
-  selector: {matchLabels: {app: echo}}
-  template:
-    metadata: {labels: {app: echo, version: v1}}
-    spec:
-      terminationGracePeriodSeconds: 2
-      containers:
-      - name: echo
-        image: ${DEMO_IMAGES.echo}
-        ports: [{name: http, containerPort: 8080}]
-        env:
-        - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
-        - {name: POD_NAMESPACE, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}
-        - {name: QUIET, value: "1"}
-        readinessProbe: {httpGet: {path: /healthz, port: http}, periodSeconds: 1}
----
-apiVersion: v1
-kind: Service
-metadata: {name: echo, namespace: spread}
-spec:
-  selector: {app: echo}
-  ports: [{name: http, port: 80, targetPort: http}]
-`);
+  await apply(echoApp('spread', 4));
   await k.ok(['rollout', 'status', 'deployment/echo', '-n', 'spread', '--timeout=90s'], { timeoutMs: 100_000 });
   const pods = await podsOf('spread', 'app=echo');
   assert.equal(pods.length, 4);
