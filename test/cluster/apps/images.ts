@@ -16,15 +16,14 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, cp, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
-import { dirname, join, relative } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
 import {
-  archiveFileName,
   buildah,
   defaultImageCacheConfig,
   ensureBaseImage,
   hashKey,
   loadIntoBuildah,
-  withLock,
+  cachedArchive,
   type BuiltImage,
   type ImageCacheConfig,
 } from '../runtime/images.js';
@@ -155,6 +154,9 @@ export function archiveStem(fileName: string): string | undefined {
  * grows by one per change. Only archives untouched for an hour go, so a concurrent run that still
  * imports an older build (e.g. from another output dir) keeps it.
  */
+/** After a build: drop older archives of the same image (the cache would grow by hundreds of MB per change). */
+const pruneOlder = (archive: string): Promise<void> => pruneStaleArchives(dirname(archive), basename(archive));
+
 async function pruneStaleArchives(cacheDir: string, keep: string): Promise<void> {
   const stem = archiveStem(keep);
   if (!stem) return;
@@ -168,31 +170,6 @@ async function pruneStaleArchives(cacheDir: string, keep: string): Promise<void>
   }
 }
 
-/** The cached archive for (fileName, key), or one built by `build(partialPath)` under a lock. */
-async function cachedArchive(
-  cfg: ImageCacheConfig,
-  fileName: string,
-  key: string,
-  build: (outArchive: string) => Promise<void>,
-): Promise<{ archive: string; built: boolean }> {
-  const archive = join(cfg.cacheDir, fileName);
-  if (existsSync(archive)) return { archive, built: false };
-  await mkdir(cfg.cacheDir, { recursive: true });
-  return withLock(`${archive}.lock`, 20 * 60_000, async () => {
-    if (existsSync(archive)) return { archive, built: false };
-    const started = Date.now();
-    const partial = `${archive}.partial-${process.pid}`;
-    try {
-      await build(partial);
-      await rename(partial, archive);
-    } finally {
-      await rm(partial, { force: true });
-    }
-    await writeFile(`${archive}.json`, JSON.stringify({ key, builtAt: new Date().toISOString(), buildMs: Date.now() - started }, null, 2));
-    await pruneStaleArchives(cfg.cacheDir, fileName);
-    return { archive, built: true };
-  });
-}
 
 // ---------- multi-image docker-archive ----------
 
@@ -344,7 +321,7 @@ export async function ensureAppImages(cfg: ImageCacheConfig = defaultImageCacheC
   const srcDir = appsSourceDir();
   const packages = await packageClosure(root, DEMO_NPM_PACKAGES);
   const key = await demoInputsKey(base, srcDir, packages);
-  const { archive, built } = await cachedArchive(cfg, archiveFileName('localhost/ambit-demo:all', key), key, async (out) => {
+  const { archive, built } = await cachedArchive(cfg, 'localhost/ambit-demo:all', key, async (out) => {
     const work = await mkdtemp(join(cfg.cacheDir, '.ambit-demo-'));
     try {
       const layerTar = await stageDemoLayer(work, srcDir, root, packages);
@@ -352,7 +329,7 @@ export async function ensureAppImages(cfg: ImageCacheConfig = defaultImageCacheC
     } finally {
       await rm(work, { recursive: true, force: true });
     }
-  });
+  }, pruneOlder);
   const ms = Date.now() - started;
   return Object.values(DEMO_IMAGES).map((name) => ({ name, archive, key, built, ms }));
 }
@@ -407,7 +384,7 @@ export async function ensureAmbitImage(opts: AmbitImageOptions = {}, cfg: ImageC
   const contextFiles: Record<string, string> = {};
   for (const file of AMBIT_CONTEXT_FILES) contextFiles[file] = existsSync(join(root, file)) ? sha256(await readFile(join(root, file))) : '';
   const key = hashKey({ recipe: RECIPE_VERSION, name, base: base.key, contextFiles, distSrc: await treeDigest(distSrc) });
-  const { archive, built } = await cachedArchive(cfg, archiveFileName(name, key), key, async (out) => {
+  const { archive, built } = await cachedArchive(cfg, name, key, async (out) => {
     const work = await mkdtemp(join(cfg.cacheDir, '.ambit-image-'));
     try {
       const context = join(work, 'context');
@@ -427,6 +404,6 @@ export async function ensureAmbitImage(opts: AmbitImageOptions = {}, cfg: ImageC
     } finally {
       await rm(work, { recursive: true, force: true });
     }
-  });
+  }, pruneOlder);
   return { name, archive, key, built, ms: Date.now() - started };
 }

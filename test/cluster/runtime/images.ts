@@ -139,12 +139,16 @@ export async function withLock<T>(lockDir: string, timeoutMs: number, fn: () => 
   }
 }
 
-/** Returns the cached archive for `key`, or builds it with `build(tmpArchive)` under a lock. */
-async function cachedArchive(
+/**
+ * Returns the cached archive for `key`, or builds it with `build(tmpArchive)` under a lock;
+ * `afterBuild` runs once a new archive is in place (e.g. to prune older ones).
+ */
+export async function cachedArchive(
   cfg: ImageCacheConfig,
   name: string,
   key: string,
   build: (outArchive: string) => Promise<void>,
+  afterBuild?: (archive: string) => Promise<void>,
 ): Promise<BuiltImage> {
   const started = Date.now();
   const archive = join(cfg.cacheDir, archiveFileName(name, key));
@@ -160,6 +164,7 @@ async function cachedArchive(
       await rm(partial, { force: true });
     }
     await writeFile(`${archive}.json`, JSON.stringify({ name, key, builtAt: new Date().toISOString(), buildMs: Date.now() - started }, null, 2));
+    await afterBuild?.(archive);
     return { name, archive, key, built: true, ms: Date.now() - started };
   });
 }
