@@ -25,11 +25,9 @@
  * | --log-level | AMBIT_LOG_LEVEL | info |
  */
 import { isIP } from 'node:net';
+import { DNS_LABEL, LOG_LEVELS as LEVELS, SettingsReader, type HostPort, type LogLevel } from './settings.js';
 
-export interface HostPort {
-  host: string;
-  port: number;
-}
+export { parseDuration, parseFlags, type HostPort } from './settings.js';
 
 export interface ControlConfig {
   /** where the control plane runs, its Secret and ConfigMap live, and its Service is */
@@ -52,73 +50,20 @@ export interface ControlConfig {
   podIp?: string;
   debounceMs: number;
   resyncMs: number;
-  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  logLevel: LogLevel;
 }
 
 export type ParseResult = { ok: true; config: ControlConfig } | { ok: false; errors: string[] };
 
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-
-/** "24h", "90s", "500ms", "7d", "1h30m" → ms; undefined when it is not a duration. */
-export function parseDuration(text: string): number | undefined {
-  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3600_000, d: 86_400_000 };
-  if (!/^(\d+(\.\d+)?(ms|s|m|h|d))+$/.test(text)) return undefined;
-  let total = 0;
-  for (const [, n, , u] of text.matchAll(/(\d+(\.\d+)?)(ms|s|m|h|d)/g)) total += Number(n) * units[u!]!;
-  return total;
-}
-
-/** `--name value` and `--name=value` → { name: value }; anything else is reported. */
-export function parseFlags(argv: readonly string[], errors: string[]): Map<string, string> {
-  const flags = new Map<string, string>();
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    const m = /^--([a-z][a-z0-9-]*)(?:=(.*))?$/.exec(arg);
-    if (!m) {
-      errors.push(`unexpected argument "${arg}": settings are given as --name=value`);
-      continue;
-    }
-    if (m[2] !== undefined) flags.set(m[1]!, m[2]);
-    else if (i + 1 < argv.length && !argv[i + 1]!.startsWith('--')) flags.set(m[1]!, argv[++i]!);
-    else errors.push(`--${m[1]} needs a value: --${m[1]}=<value>`);
-  }
-  return flags;
-}
 
 /** Parses the configuration from `env` and `argv` (without node and the script). Pure. */
 export function parseControlConfig(env: Readonly<Record<string, string | undefined>>, argv: readonly string[]): ParseResult {
-  const errors: string[] = [];
-  const flags = parseFlags(argv, errors);
-  const known = new Set<string>();
-  const setting = (flag: string, variable: string | string[], fallback: string): { value: string; from: string } => {
-    known.add(flag);
-    if (flags.has(flag)) return { value: flags.get(flag)!, from: `--${flag}` };
-    for (const v of Array.isArray(variable) ? variable : [variable]) if (env[v] !== undefined && env[v] !== '') return { value: env[v]!, from: v };
-    return { value: fallback, from: `--${flag}` };
-  };
-  const name = (flag: string, variable: string | string[], fallback: string, allowEmpty = false): string => {
-    const s = setting(flag, variable, fallback);
-    if (!(allowEmpty && s.value === '') && !DNS_LABEL.test(s.value)) errors.push(`${s.from}="${s.value}" is not a valid Kubernetes name (lower-case letters, digits and '-', at most 63)`);
-    return s.value;
-  };
-  const address = (flag: string, variable: string, fallback: string): HostPort => {
-    const s = setting(flag, variable, fallback);
-    const m = /^(.*):(\d+)$/.exec(s.value);
-    const host = m?.[1]?.replace(/^\[(.*)\]$/, '$1') ?? '';
-    const port = Number(m?.[2]);
-    if (!m || !isIP(host) || !(port >= 0 && port < 65536)) {
-      errors.push(`${s.from}="${s.value}" is not an address; use <ip>:<port> (port 0 picks a free one), e.g. ${fallback}`);
-      return { host: '0.0.0.0', port: 0 };
-    }
-    return { host, port };
-  };
-  const duration = (flag: string, variable: string, fallback: string, min: number): number => {
-    const s = setting(flag, variable, fallback);
-    const ms = parseDuration(s.value);
-    if (ms === undefined || ms < min) errors.push(`${s.from}="${s.value}" is not a duration of at least ${min} ms; use e.g. ${fallback} (units ms, s, m, h, d)`);
-    return ms ?? 0;
-  };
+  const r = new SettingsReader(env, argv, 'src/config/control.ts');
+  const { errors } = r;
+  const setting = r.setting.bind(r);
+  const name = r.name.bind(r);
+  const address = r.address.bind(r);
+  const duration = r.duration.bind(r);
 
   const namespace = name('namespace', ['AMBIT_NAMESPACE', 'POD_NAMESPACE'], 'ambit-system');
   const kubeconfig = setting('kubeconfig', 'AMBIT_KUBECONFIG', '').value;
@@ -146,7 +91,7 @@ export function parseControlConfig(env: Readonly<Record<string, string | undefin
   const resyncMs = duration('resync', 'AMBIT_RESYNC', '5m', 0);
   const logLevel = setting('log-level', 'AMBIT_LOG_LEVEL', 'info');
   if (!(LEVELS as readonly string[]).includes(logLevel.value)) errors.push(`${logLevel.from}="${logLevel.value}" is not a log level; use one of ${LEVELS.join(', ')}`);
-  for (const flag of flags.keys()) if (!known.has(flag)) errors.push(`unknown flag --${flag}; see src/config/control.ts for the settings`);
+  r.reportUnknownFlags();
 
   if (errors.length > 0) return { ok: false, errors };
   return {

@@ -1,0 +1,132 @@
+/**
+ * ambit-agent's configuration: a typed object parsed from environment variables and command-line
+ * flags (a flag wins over its variable). Pure; every problem is reported at once. The DaemonSet
+ * (daemonset/agent.yaml) sets NODE_NAME and POD_NAMESPACE from the downward API; everything else
+ * has a default that matches a standard node layout. src/main/agent.ts is the only caller.
+ *
+ * | flag | variable | default |
+ * |---|---|---|
+ * | --node-name | NODE_NAME | (required) |
+ * | --namespace | AMBIT_NAMESPACE (else POD_NAMESPACE) | ambit-system |
+ * | --daemonset | AMBIT_DAEMONSET | ambit-agent (checked on SIGTERM: gone = uninstall) |
+ * | --kubeconfig | AMBIT_KUBECONFIG | (in-cluster service account) |
+ * | --metrics-address | AMBIT_METRICS_ADDRESS | 0.0.0.0:15020 |
+ * | --readiness-address | AMBIT_READINESS_ADDRESS | 0.0.0.0:15021 |
+ * | --cni-conf-dir | AMBIT_CNI_CONF_DIR | /etc/cni/net.d |
+ * | --cni-bin-dir | AMBIT_CNI_BIN_DIR | /opt/cni/bin |
+ * | --cni-plugin | AMBIT_CNI_PLUGIN | /opt/ambit/dist/native/ambit-cni (in the image) |
+ * | --cni-socket | AMBIT_CNI_SOCKET | @ambit-cni (abstract: one per network namespace, so per node) |
+ * | --cni-exclude-namespaces | AMBIT_CNI_EXCLUDE_NAMESPACES | kube-system |
+ * | --netns-dir | AMBIT_NETNS_DIR | /var/run/netns (the runtime's pod netns mounts) |
+ * | --redirect-backend | AMBIT_REDIRECT_BACKEND | auto (detected per node: iptables-legacy, iptables-nft or nft) |
+ * | --dns-capture | AMBIT_DNS_CAPTURE | true |
+ * | --dns-upstream | AMBIT_DNS_UPSTREAM | (the first nameserver of the agent's resolv.conf: the cluster DNS) |
+ * | --resync | AMBIT_RESYNC | 5m |
+ * | --log-level | AMBIT_LOG_LEVEL | info |
+ */
+import { isIP } from 'node:net';
+import { SettingsReader, type HostPort, type LogLevel } from './settings.js';
+
+export const REDIRECT_BACKENDS = ['auto', 'iptables-legacy', 'iptables-nft', 'nft'] as const;
+export type RedirectBackendSetting = (typeof REDIRECT_BACKENDS)[number];
+
+export interface AgentConfig {
+  nodeName: string;
+  namespace: string;
+  /** the agent's own DaemonSet: when it is gone at SIGTERM, the agent uninstalls the CNI plugin */
+  daemonSet: string;
+  kubeconfig?: string;
+  metricsAddress: HostPort;
+  readinessAddress: HostPort;
+  cniConfDir: string;
+  cniBinDir: string;
+  /** the plugin binary the agent copies into cniBinDir */
+  cniPlugin: string;
+  /** where the agent answers the plugin: a path, or `@name` for an abstract socket */
+  cniSocket: string;
+  cniExcludeNamespaces: string[];
+  netnsDir: string;
+  redirectBackend: RedirectBackendSetting;
+  dnsCapture: boolean;
+  /** undefined: read the agent's /etc/resolv.conf at start */
+  dnsUpstream?: HostPort;
+  resyncMs: number;
+  logLevel: LogLevel;
+}
+
+export type AgentParseResult = { ok: true; config: AgentConfig } | { ok: false; errors: string[] };
+
+/** Parses the configuration from `env` and `argv` (without node and the script). Pure. */
+export function parseAgentConfig(env: Readonly<Record<string, string | undefined>>, argv: readonly string[]): AgentParseResult {
+  const r = new SettingsReader(env, argv, 'src/config/agent.ts');
+  const nodeName = r.setting('node-name', 'NODE_NAME', '');
+  if (!nodeName.value) r.errors.push('the node name is not set: set NODE_NAME from the downward API (fieldRef spec.nodeName) or pass --node-name');
+  else if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(nodeName.value)) r.errors.push(`${nodeName.from}="${nodeName.value}" is not a node name`);
+  const namespace = r.name('namespace', ['AMBIT_NAMESPACE', 'POD_NAMESPACE'], 'ambit-system');
+  const daemonSet = r.name('daemonset', 'AMBIT_DAEMONSET', 'ambit-agent');
+  const kubeconfig = r.setting('kubeconfig', 'AMBIT_KUBECONFIG', '').value;
+  const metricsAddress = r.address('metrics-address', 'AMBIT_METRICS_ADDRESS', '0.0.0.0:15020');
+  const readinessAddress = r.address('readiness-address', 'AMBIT_READINESS_ADDRESS', '0.0.0.0:15021');
+  const cniConfDir = r.path('cni-conf-dir', 'AMBIT_CNI_CONF_DIR', '/etc/cni/net.d');
+  const cniBinDir = r.path('cni-bin-dir', 'AMBIT_CNI_BIN_DIR', '/opt/cni/bin');
+  const cniPlugin = r.path('cni-plugin', 'AMBIT_CNI_PLUGIN', '/opt/ambit/dist/native/ambit-cni');
+  const cniSocket = r.setting('cni-socket', 'AMBIT_CNI_SOCKET', '@ambit-cni');
+  if (!cniSocket.value.startsWith('/') && !/^@[\w./-]{1,100}$/.test(cniSocket.value)) {
+    r.errors.push(`${cniSocket.from}="${cniSocket.value}" is neither an absolute socket path nor @name (an abstract socket)`);
+  }
+  const excluded = r.setting('cni-exclude-namespaces', 'AMBIT_CNI_EXCLUDE_NAMESPACES', 'kube-system').value;
+  const cniExcludeNamespaces = excluded.split(',').map((s) => s.trim()).filter(Boolean);
+  const netnsDir = r.path('netns-dir', 'AMBIT_NETNS_DIR', '/var/run/netns');
+  const redirectBackend = r.choice('redirect-backend', 'AMBIT_REDIRECT_BACKEND', 'auto', REDIRECT_BACKENDS);
+  const dnsCapture = r.boolean('dns-capture', 'AMBIT_DNS_CAPTURE', true);
+  const upstream = r.setting('dns-upstream', 'AMBIT_DNS_UPSTREAM', '');
+  const dnsUpstream = upstream.value ? parseUpstream(upstream.value, upstream.from, r.errors) : undefined;
+  const resyncMs = r.duration('resync', 'AMBIT_RESYNC', '5m', 0);
+  const logLevel = r.logLevel();
+  r.reportUnknownFlags();
+  if (r.errors.length > 0) return { ok: false, errors: r.errors };
+  return {
+    ok: true,
+    config: {
+      nodeName: nodeName.value,
+      namespace,
+      daemonSet,
+      ...(kubeconfig ? { kubeconfig } : {}),
+      metricsAddress,
+      readinessAddress,
+      cniConfDir,
+      cniBinDir,
+      cniPlugin,
+      cniSocket: cniSocket.value,
+      cniExcludeNamespaces,
+      netnsDir,
+      redirectBackend,
+      dnsCapture,
+      ...(dnsUpstream ? { dnsUpstream } : {}),
+      resyncMs,
+      logLevel,
+    },
+  };
+}
+
+/** "10.96.0.10", "10.96.0.10:53", "[fd00::a]:53" → host and port (53 by default). */
+function parseUpstream(text: string, from: string, errors: string[]): HostPort | undefined {
+  if (isIP(text)) return { host: text, port: 53 };
+  const m = /^(.*):(\d+)$/.exec(text);
+  const host = m?.[1]?.replace(/^\[(.*)\]$/, '$1') ?? '';
+  const port = Number(m?.[2]);
+  if (!m || !isIP(host) || !(port > 0 && port < 65536)) {
+    errors.push(`${from}="${text}" is not a resolver address; use <ip> or <ip>:<port>, e.g. 10.96.0.10:53`);
+    return undefined;
+  }
+  return { host, port };
+}
+
+/** The first `nameserver` of a resolv.conf, as an upstream; undefined when there is none. Pure. */
+export function resolverFromResolvConf(text: string): HostPort | undefined {
+  for (const line of text.split('\n')) {
+    const m = /^\s*nameserver\s+(\S+)/.exec(line);
+    if (m && isIP(m[1]!)) return { host: m[1]!, port: 53 };
+  }
+  return undefined;
+}
