@@ -37,3 +37,19 @@ export {
   type RedirectionPlan,
   type RedirectionPresence,
 } from './exec.js';
+export {
+  buildHostProbeIptables,
+  buildHostProbeIptablesRemoval,
+  buildHostProbeNftables,
+  buildHostProbeNftablesRemoval,
+  HOST_PROBE_CHAIN,
+  HOST_PROBE_NFT_TABLE,
+  HostProbeError,
+  inspectHostProbeSnat,
+  probeTargets,
+  removeHostProbeSnat,
+  syncHostProbeSnat,
+  type HostProbeCleanupOptions,
+  type HostProbeOptions,
+  type HostProbePresence,
+} from './host-probe.js';
