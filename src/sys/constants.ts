@@ -12,6 +12,7 @@ export const AF_INET6 = 10;
 
 /** socket(2) type and flags. The flags are OR-ed into the type argument. */
 export const SOCK_STREAM = 1;
+export const SOCK_DGRAM = 2;
 export const SOCK_NONBLOCK = 0o4000;
 export const SOCK_CLOEXEC = 0o2000000;
 

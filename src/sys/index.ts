@@ -9,6 +9,7 @@ export {
   connectSocket,
   createListenSocket,
   createTcpSocket,
+  createUdpSocket,
   getMark,
   getOriginalDst,
   getsockoptInt,
@@ -19,6 +20,7 @@ export {
   type ConnectOptions,
   type ListenSocketOptions,
   type SocketOptions,
+  type UdpSocketOptions,
 } from './socket.js';
 export { SysError } from './errors.js';
 export { type IpFamily, type SocketAddress } from './sockaddr.js';

@@ -1,6 +1,7 @@
 /**
- * Raw TCP sockets with the options Node's `net` cannot set (SO_MARK, IP_TRANSPARENT, SO_REUSEPORT),
- * created so that Node can adopt them, plus SO_ORIGINAL_DST for redirected connections.
+ * Raw TCP and UDP sockets with the options Node's `net` and `dgram` cannot set (SO_MARK,
+ * IP_TRANSPARENT, SO_REUSEPORT), created so that Node can adopt them, plus SO_ORIGINAL_DST for
+ * redirected connections.
  *
  * How the proxy uses it:
  * - Listener in a pod netns: `const fd = inNetns(ns, () => createListenSocket({...}))`, then
@@ -29,6 +30,7 @@ import {
   IPV6_TRANSPARENT,
   IPV6_V6ONLY,
   SOCK_CLOEXEC,
+  SOCK_DGRAM,
   SOCK_NONBLOCK,
   SOCK_STREAM,
   SOCKADDR_IN6_SIZE,
@@ -73,6 +75,22 @@ export interface ConnectOptions extends SocketOptions {
   /** Source address to bind before connecting (any address when `transparent`). */
   localAddress?: string;
   localPort?: number;
+  /**
+   * Keep the writable side open when the peer sends FIN (Node's `allowHalfOpen`), as a proxy must to
+   * pass a half-close on. Default false, like `net.connect`.
+   */
+  allowHalfOpen?: boolean;
+}
+
+export interface UdpSocketOptions extends SocketOptions {
+  /** Local address to bind: '0.0.0.0' / '::' for any, or e.g. '127.0.0.1' for a loopback-only relay. */
+  host: string;
+  /** 0 lets the kernel pick an ephemeral port. */
+  port: number;
+  /** IPV6_V6ONLY for family 6; unset keeps the namespace default. */
+  v6Only?: boolean;
+  /** SO_REUSEPORT: several proxy workers each bind their own socket on the same port. */
+  reusePort?: boolean;
 }
 
 const DEFAULT_BACKLOG = 511;
@@ -135,7 +153,7 @@ export function connectSocket(opts: ConnectOptions): net.Socket {
   const fd = createTcpSocket(opts);
   let sock: net.Socket;
   try {
-    sock = new net.Socket({ fd, readable: true, writable: true });
+    sock = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: opts.allowHalfOpen === true });
   } catch (err) {
     closeQuietly(fd);
     throw err;
@@ -144,6 +162,32 @@ export function connectSocket(opts: ConnectOptions): net.Socket {
   if (opts.localAddress !== undefined) target.localAddress = opts.localAddress;
   if (opts.localPort !== undefined) target.localPort = opts.localPort;
   return sock.connect(target);
+}
+
+/**
+ * socket(SOCK_DGRAM) + SO_MARK + bind, non-blocking and close-on-exec: a UDP socket for
+ * `dgram.createSocket('udp4' | 'udp6').bind({ fd })` (Node documents `fd` for dgram bind; it adopts
+ * the socket as is and never binds it again, so the bind happens here). Call inside `inNetns` to make
+ * it in a pod netns: a DNS relay's listener, or its marked upstream socket (port 0).
+ */
+export function createUdpSocket(opts: UdpSocketOptions): number {
+  const domain = opts.family === 4 ? AF_INET : opts.family === 6 ? AF_INET6 : invalidFamily(opts.family);
+  const fd = libc().socket(domain, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  check(fd, 'socket', () => `socket(${opts.family === 4 ? 'AF_INET' : 'AF_INET6'}, SOCK_DGRAM)`);
+  try {
+    if (opts.mark !== undefined) setMark(fd, opts.mark);
+    if (opts.transparent) {
+      if (opts.family === 4) setsockoptInt(fd, SOL_IP, IP_TRANSPARENT, 1);
+      else setsockoptInt(fd, SOL_IPV6, IPV6_TRANSPARENT, 1);
+    }
+    if (opts.reusePort) setsockoptInt(fd, SOL_SOCKET, SO_REUSEPORT, 1);
+    if (opts.family === 6 && opts.v6Only !== undefined) setsockoptInt(fd, SOL_IPV6, IPV6_V6ONLY, opts.v6Only ? 1 : 0);
+    bindFd(fd, { family: opts.family, address: opts.host, port: opts.port });
+    return fd;
+  } catch (err) {
+    closeQuietly(fd);
+    throw err;
+  }
 }
 
 /**
