@@ -1,68 +1,74 @@
 /**
  * The agent's side of the cni → agent protocol (src/api/cni.ts): an HTTP server on a unix socket
- * that hands each pod the plugin reports to injected handlers. The server knows nothing of
- * enrolment; `enrol` answers "enrolled" only once the pod's redirection is in place, and the
- * server replies only when `enrol` settles, which is what holds the pod's start.
+ * (abstract `@ambit/cni` by default) that runs each CNI invocation the ambit-cni binary relays
+ * through the CNI logic (src/cni/plugin.ts) in process, with the agent's handlers, and answers what
+ * the plugin prints. The server knows nothing of enrolment; `enrol` resolves "enrolled" only once
+ * the pod's redirection is in place, and the answer waits for it, which is what holds the pod's start.
  *
- * Handlers throw `CniTryAgain` when they cannot decide yet (agent still syncing): the plugin
- * reports "try again later" and the runtime retries the sandbox.
+ * Handlers throw `CniTryAgain` when they cannot decide yet (agent still syncing): the runtime sees
+ * "try again later" and retries the sandbox.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import {
-  CNI_PATHS,
-  FAILURE_STATUS,
-  parseCniPodRequest,
-  type CniCheckReply,
-  type CniErrorReply,
-  type CniFailureKind,
+  CNI_ENV_HEADERS,
+  CNI_EXIT_CODE_HEADER,
+  CNI_LOG_HEADER,
+  CNI_RUN_PATH,
+  DEFAULT_CNI_SOCKET,
+  MAX_CNI_BODY_BYTES,
+  decodeHeaderValue,
+  encodeHeaderValue,
+  socketAddress,
   type CniOperation,
-  type CniPodRequest,
-  type EnrolDecision,
 } from '../api/cni.js';
+import { runPlugin, type CniHandlers, type CniOutcome, type PluginOutput } from '../cni/plugin.js';
+import { inNetns, openNetns } from '../sys/index.js';
 
-export interface CniHandlers {
-  /** Resolves once the pod is enrolled (rules in place, proxy listening) or known not to be. */
-  enrol(req: CniPodRequest): Promise<EnrolDecision>;
-  /** The sandbox is going away; must tolerate repeats and unknown pods. Default: nothing to do. */
-  release?(req: CniPodRequest): Promise<void>;
-  /** Whether the pod is still as ADD left it. Default: ok. */
-  check?(req: CniPodRequest): Promise<CniCheckReply>;
-}
+export { CniTryAgain, type CniHandlers } from '../cni/plugin.js';
 
-/** Thrown by a handler that cannot decide yet; the runtime will retry. */
-export class CniTryAgain extends Error {
-  override readonly name = 'CniTryAgain';
-}
-
-/** One answered request, for metrics (requests, failures, latency). */
+/** One answered invocation, for metrics (requests, failures, latency). */
 export interface CniRequestRecord {
-  op: CniOperation;
-  /** "enrolled" / "not-enrolled" for add, "ok" for del/check, else the failure kind */
-  outcome: EnrolDecision | 'ok' | CniFailureKind;
+  /** from Cni-Command; "version" when someone asks by hand, "unknown" when absent or not a CNI command */
+  op: CniOperation | 'version' | 'unknown';
+  outcome: CniOutcome;
+  /** the CNI error code when the run failed */
+  code?: number;
   durationMs: number;
+  /** "namespace/name" when the sandbox is a pod */
   pod?: string;
 }
 
 export interface CniServerOptions {
-  socketPath: string;
+  /** "@name" (abstract socket) or a filesystem path; default DEFAULT_CNI_SOCKET ("@ambit/cni") */
+  socketPath?: string;
   handlers: CniHandlers;
   log?: Logger;
   onRequest?: (r: CniRequestRecord) => void;
+  /**
+   * A network namespace (path) to listen in instead of the agent's own. An abstract socket is
+   * reachable only from its netns: tests whose runtime lives in another netns than the test
+   * process use this; the agent (hostNetwork, like the runtime) does not.
+   */
+  netns?: string;
+  /**
+   * Decides whether a connecting process may talk to the agent; returns why not, or undefined.
+   * Meant for a SO_PEERCRED uid-0 check (see native/README.md); default: everyone who can connect.
+   */
+  verifyPeer?: (socket: Socket) => string | undefined;
 }
 
-const MAX_BODY_BYTES = 64 * 1024;
-const OP_BY_PATH = new Map<string, CniOperation>(Object.entries(CNI_PATHS).map(([op, path]) => [path, op as CniOperation]));
+/** Stderr of one run sent back to the plugin is cut here (it is for a human reading the runtime's log). */
+const MAX_LOG_HEADER_CHARS = 8 * 1024;
+const OPS: Record<string, CniRequestRecord['op']> = { ADD: 'add', DEL: 'del', CHECK: 'check', VERSION: 'version' };
 
-class HttpFailure extends Error {
+class HttpRefusal extends Error {
   constructor(
-    readonly kind: CniFailureKind,
+    readonly status: number,
     message: string,
-    /** default: the kind's status (FAILURE_STATUS) */
-    readonly status = FAILURE_STATUS[kind],
   ) {
     super(message);
   }
@@ -70,40 +76,57 @@ class HttpFailure extends Error {
 
 export class CniServer {
   private constructor(
+    /** as configured: "@name" or a path */
     readonly socketPath: string,
     private readonly server: Server,
   ) {}
 
   /**
-   * Listens on `socketPath` (its directory is created; a stale socket of a dead agent is replaced;
-   * a live one is an error, so two agents never split a node's pods between them). Root only (0600).
+   * Listens on `socketPath`. A filesystem socket gets its directory created, a stale socket of a
+   * dead agent replaced and mode 0600; a live one is an error, so two agents never split a node's
+   * pods between them. An abstract name in use is the same error.
    */
   static async start(opts: CniServerOptions): Promise<CniServer> {
-    await mkdir(dirname(opts.socketPath), { recursive: true, mode: 0o755 });
-    await removeStaleSocket(opts.socketPath);
-    const server = createServer((req, res) => void serve(opts, req, res));
+    const socketPath = opts.socketPath ?? DEFAULT_CNI_SOCKET;
+    const abstract = socketPath.startsWith('@');
+    if (!abstract) {
+      await mkdir(dirname(socketPath), { recursive: true, mode: 0o755 });
+      await removeStaleSocket(socketPath);
+    }
+    const server = createServer({ maxHeaderSize: 256 * 1024 }, (req, res) => void serve(opts, req, res));
     // Enrolment of one pod may take a while (rules, listeners); the plugin has its own deadline.
     server.requestTimeout = 0;
     server.headersTimeout = 10_000;
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(opts.socketPath, () => {
-        server.off('error', reject);
-        resolve();
-      });
+      server.once('error', (err: NodeJS.ErrnoException) =>
+        reject(err.code === 'EADDRINUSE' ? new Error(`another process already serves ${socketPath} (is a second ambit-agent running on this node?)`) : err),
+      );
+      const listen = () => server.listen(socketAddress(socketPath), () => resolve());
+      if (opts.netns === undefined) listen();
+      else {
+        // listen() binds synchronously, so the socket is made inside the namespace.
+        const ns = openNetns(opts.netns);
+        try {
+          inNetns(ns, listen);
+        } finally {
+          ns.close();
+        }
+      }
     });
-    await chmod(opts.socketPath, 0o600);
-    opts.log?.info({ socket: opts.socketPath }, 'CNI server listening');
-    return new CniServer(opts.socketPath, server);
+    server.removeAllListeners('error');
+    server.on('error', (err) => opts.log?.error({ err }, 'CNI server error'));
+    if (!abstract) await chmod(socketPath, 0o600);
+    opts.log?.info({ socket: socketPath, ...(opts.netns ? { netns: opts.netns } : {}) }, 'CNI server listening');
+    return new CniServer(socketPath, server);
   }
 
-  /** Stops accepting, ends idle connections, waits for answers in flight, removes the socket. */
+  /** Stops accepting, ends idle connections, waits for answers in flight, removes a filesystem socket. */
   async close(): Promise<void> {
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
       this.server.closeIdleConnections();
     });
-    await unlink(this.socketPath).catch(() => undefined);
+    if (!this.socketPath.startsWith('@')) await unlink(this.socketPath).catch(() => undefined);
   }
 }
 
@@ -123,78 +146,85 @@ async function removeStaleSocket(path: string): Promise<void> {
   await unlink(path);
 }
 
+/** The CNI_* environment the plugin relayed: one header per variable it had. */
+export function envFromHeaders(headers: IncomingMessage['headers']): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [name, header] of Object.entries(CNI_ENV_HEADERS)) {
+    const v = headers[header];
+    if (typeof v === 'string') env[name] = decodeHeaderValue(v);
+  }
+  return env;
+}
+
 async function serve(opts: CniServerOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const started = Date.now();
-  const op = OP_BY_PATH.get(req.url ?? '');
-  let pod: string | undefined;
   try {
+    const refused = opts.verifyPeer?.(req.socket);
+    if (refused) throw new HttpRefusal(403, `refused: ${refused}`);
     // 404, so a plugin of another protocol version fails loudly rather than being misread.
-    if (!op) throw new HttpFailure('bad-request', `unknown path ${req.url}; this agent serves ${[...OP_BY_PATH.keys()].join(', ')}`, 404);
-    if (req.method !== 'POST') throw new HttpFailure('bad-request', `${req.method} ${req.url}: only POST is served`);
-    const parsed = parseCniPodRequest(await readJson(req));
-    if (!parsed.ok) throw new HttpFailure('bad-request', parsed.error);
-    const podReq = parsed.value;
-    pod = `${podReq.pod.namespace}/${podReq.pod.name}`;
-    const { body, outcome } = await dispatch(opts.handlers, op, podReq);
-    reply(res, 200, body);
-    opts.onRequest?.({ op, outcome, durationMs: Date.now() - started, pod });
-    opts.log?.debug({ op, pod, outcome, ms: Date.now() - started }, 'CNI request');
+    if (req.url !== CNI_RUN_PATH) throw new HttpRefusal(404, `unknown path ${req.url}; this agent serves POST ${CNI_RUN_PATH}`);
+    if (req.method !== 'POST') throw new HttpRefusal(405, `${req.method} ${req.url}: only POST is served`);
+    const env = envFromHeaders(req.headers);
+    const stdin = await readBody(req);
+    let answered = false;
+    res.once('close', () => {
+      // The plugin gave up (its timeoutMs) before the answer: the runtime will run ADD again.
+      if (!answered) opts.log?.warn({ command: env.CNI_COMMAND, containerId: env.CNI_CONTAINERID }, 'ambit-cni stopped waiting before the agent answered; the runtime retries');
+    });
+    const out = await runPlugin({ env, stdin }, opts.handlers);
+    answered = true;
+    reply(res, out);
+    record(opts, env, out, Date.now() - started);
   } catch (err) {
-    const failure = toFailure(err);
-    const body: CniErrorReply = { error: { kind: failure.kind, message: failure.message } };
-    reply(res, failure.status, body);
-    opts.onRequest?.({ op: op ?? 'add', outcome: failure.kind, durationMs: Date.now() - started, ...(pod ? { pod } : {}) });
-    opts.log?.warn({ op, pod, kind: failure.kind, err: failure.kind === 'failed' ? err : undefined }, `CNI request failed: ${failure.message}`);
+    const status = err instanceof HttpRefusal ? err.status : 500;
+    const message = err instanceof Error ? err.message : String(err);
+    opts.log?.warn({ status, url: req.url }, `CNI request refused: ${message}`);
+    if (!res.headersSent) {
+      res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(message) });
+      res.end(message);
+    } else res.destroy();
   }
 }
 
-async function dispatch(h: CniHandlers, op: CniOperation, req: CniPodRequest): Promise<{ body: object; outcome: CniRequestRecord['outcome'] }> {
-  switch (op) {
-    case 'add': {
-      const decision = await h.enrol(req);
-      if (decision !== 'enrolled' && decision !== 'not-enrolled') throw new Error(`enrol returned ${JSON.stringify(decision)}`);
-      return { body: { decision }, outcome: decision };
-    }
-    case 'del':
-      await h.release?.(req);
-      return { body: { released: true }, outcome: 'ok' };
-    case 'check': {
-      const r = (await h.check?.(req)) ?? { ok: true };
-      return { body: r, outcome: r.ok ? 'ok' : 'failed' };
-    }
-  }
+function record(opts: CniServerOptions, env: Record<string, string>, out: PluginOutput, durationMs: number): void {
+  const op = OPS[env.CNI_COMMAND ?? ''] ?? 'unknown';
+  const rec: CniRequestRecord = { op, outcome: out.outcome, durationMs, ...(out.code !== undefined ? { code: out.code } : {}), ...(out.pod ? { pod: out.pod } : {}) };
+  opts.onRequest?.(rec);
+  const fields = { op, pod: out.pod, outcome: out.outcome, code: out.code, ms: durationMs, containerId: env.CNI_CONTAINERID?.slice(0, 12) };
+  const text = out.stderr.trimEnd();
+  if (out.exitCode === 0) opts.log?.info(fields, text || `CNI ${op}`);
+  else opts.log?.warn(fields, text || `CNI ${op} failed`);
 }
 
-function toFailure(err: unknown): HttpFailure {
-  if (err instanceof HttpFailure) return err;
-  if (err instanceof CniTryAgain) return new HttpFailure('try-again', err.message);
-  return new HttpFailure('failed', err instanceof Error ? err.message : String(err));
-}
-
-function readJson(req: IncomingMessage): Promise<unknown> {
+function readBody(req: IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > MAX_CNI_BODY_BYTES) {
+      reject(new HttpRefusal(413, `request body larger than ${MAX_CNI_BODY_BYTES} bytes`));
+      return;
+    }
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (c: Buffer) => {
       size += c.length;
-      if (size > MAX_BODY_BYTES) {
-        reject(new HttpFailure('bad-request', `request body larger than ${MAX_BODY_BYTES} bytes`));
+      if (size > MAX_CNI_BODY_BYTES) {
+        reject(new HttpRefusal(413, `request body larger than ${MAX_CNI_BODY_BYTES} bytes`));
         req.destroy();
       } else chunks.push(c);
     });
-    req.on('end', () => {
-      try {
-        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
-      } catch (e) {
-        reject(new HttpFailure('bad-request', `request body is not JSON: ${(e as Error).message}`));
-      }
-    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     req.on('error', reject);
   });
 }
 
-function reply(res: ServerResponse, status: number, body: object): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
+function reply(res: ServerResponse, out: PluginOutput): void {
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(out.stdout),
+    [CNI_EXIT_CODE_HEADER]: String(out.exitCode),
+  };
+  const log = out.stderr.length > MAX_LOG_HEADER_CHARS ? `${out.stderr.slice(0, MAX_LOG_HEADER_CHARS)}…\n` : out.stderr;
+  if (log) headers[CNI_LOG_HEADER] = encodeHeaderValue(log);
+  res.writeHead(200, headers);
+  res.end(out.stdout);
 }

@@ -1,40 +1,33 @@
-// Table tests of the cni → agent wire validators (both sides rely on them).
+// Table tests of the cni → agent wire helpers: header value encoding (both directions, also for
+// bytes HTTP cannot carry) and socket names.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseCniErrorReply, parseCniPodRequest, parseCniReply } from './cni.js';
+import { decodeHeaderValue, encodeHeaderValue, socketAddress } from './cni.js';
 
-const REQ = { pod: { namespace: 'shop', name: 'web-0', uid: 'u1' }, containerId: 'abc', netns: '/run/netns/x', ifname: 'eth0', ips: ['10.0.0.2'], network: 'pods' };
-
-test('parseCniPodRequest accepts a full request and names the first bad field', () => {
-  assert.deepEqual(parseCniPodRequest(REQ), { ok: true, value: REQ });
-  // extra fields are dropped, not trusted
-  assert.deepEqual(parseCniPodRequest({ ...REQ, extra: 1 }), { ok: true, value: REQ });
-  const bad: Array<[unknown, RegExp]> = [
-    [null, /not a JSON object/],
-    [[], /not a JSON object/],
-    [{ ...REQ, pod: 'x' }, /^pod: must be an object/],
-    [{ ...REQ, pod: { ...REQ.pod, uid: 1 } }, /^pod\.uid/],
-    [{ ...REQ, pod: { ...REQ.pod, name: '' } }, /must not be empty/],
-    [{ ...REQ, containerId: '' }, /^containerId/],
-    [{ ...REQ, netns: undefined }, /^netns/],
-    [{ ...REQ, ips: ['a', 1] }, /^ips/],
-    [{ ...REQ, network: 3 }, /^network/],
+test('header values: visible ASCII stays readable; everything else round-trips through %XX', () => {
+  const cases: Array<[string, string]> = [
+    ['', ''],
+    ['ADD', 'ADD'],
+    ['IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web-0', 'IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web-0'],
+    ['/var/run/netns/cni-1234', '/var/run/netns/cni-1234'],
+    [' eth0 ', '%20eth0%20'],
+    ['a\r\nb', 'a%0D%0Ab'],
+    ['100%', '100%25'],
+    ['tab\there', 'tab%09here'],
+    ['ü', '%C3%BC'],
+    ['\u007f', '%7F'],
   ];
-  for (const [body, re] of bad) {
-    const r = parseCniPodRequest(body);
-    assert.equal(r.ok, false, JSON.stringify(body));
-    if (!r.ok) assert.match(r.error, re);
+  for (const [raw, wire] of cases) {
+    assert.equal(encodeHeaderValue(raw), wire, JSON.stringify(raw));
+    assert.equal(decodeHeaderValue(wire), raw, wire);
   }
+  // lower-case hex (a hand-written curl header) and a stray "%" decode leniently
+  assert.equal(decodeHeaderValue('%c3%bc'), 'ü');
+  assert.equal(decodeHeaderValue('50%'), '50%');
+  assert.equal(decodeHeaderValue('%zz'), '%zz');
 });
 
-test('parseCniReply and parseCniErrorReply', () => {
-  assert.deepEqual(parseCniReply('add', { decision: 'enrolled' }), { ok: true, value: { decision: 'enrolled' } });
-  assert.equal(parseCniReply('add', { decision: 'yes' }).ok, false);
-  assert.deepEqual(parseCniReply('del', { released: true }), { ok: true, value: { released: true } });
-  assert.equal(parseCniReply('del', { released: 'true' }).ok, false);
-  assert.deepEqual(parseCniReply('check', { ok: true }), { ok: true, value: { ok: true } });
-  assert.equal(parseCniReply('check', { ok: false, problem: 4 }).ok, false);
-  assert.deepEqual(parseCniErrorReply({ error: { kind: 'try-again', message: 'm' } }), { kind: 'try-again', message: 'm' });
-  assert.equal(parseCniErrorReply({ error: { kind: 'other', message: 'm' } }), undefined);
-  assert.equal(parseCniErrorReply('x'), undefined);
+test('socketAddress: "@name" is abstract (leading NUL), anything else a path', () => {
+  assert.equal(socketAddress('@ambit/cni'), '\0ambit/cni');
+  assert.equal(socketAddress('/var/run/ambit/cni.sock'), '/var/run/ambit/cni.sock');
 });

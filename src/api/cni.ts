@@ -1,39 +1,104 @@
 /**
- * The cni → agent protocol: what `ambit-cni` (run by the container runtime for every pod sandbox)
- * asks the node's `ambit-agent`, and what the agent answers. Both programs import only this file
- * from each other's world.
- *
- * Transport: HTTP/1.1 over a unix socket (default /var/run/ambit/cni.sock, root only), JSON
- * bodies. HTTP because it is debuggable with `curl --unix-socket` and needs nothing beyond Node's
- * built-ins in the plugin, whose start-up time is on the pod start path.
+ * The cni → agent protocol: how `ambit-cni` (native/ambit-cni.c, the static binary the container
+ * runtime runs for every pod sandbox) relays one CNI invocation to the node's `ambit-agent`, which
+ * runs the CNI logic itself (src/cni/) and answers what the plugin prints. Also the in-process
+ * types that logic hands to the agent's handlers (CniPodRequest and the answers).
  *
  * Written like a .proto: every message, every field, and which side may rely on what.
  *
- *   POST /v1/cni/add    CniPodRequest  → 200 CniAddReply
- *        The pod's sandbox network exists (the interface plugins ran before us). The agent answers
- *        "enrolled" only once the pod's redirection is in place and the proxy listens inside the
- *        pod netns, "not-enrolled" at once for pods outside the mesh.
- *   POST /v1/cni/del    CniPodRequest  → 200 CniDelReply
- *        The sandbox is going away (DEL may repeat; the netns may already be gone).
- *   POST /v1/cni/check  CniPodRequest  → 200 CniCheckReply
- *        Is the pod still as ADD left it?
- *   any failure         → 4xx/5xx CniErrorReply
- *        400 the request is malformed (a version skew between plugin and agent),
- *        503 the agent cannot decide yet (starting, not yet synced with the cluster): retry later,
- *        500 the agent tried and failed (e.g. programming the rules).
+ * Transport: HTTP/1.1 over a unix stream socket, one request per connection. By default the
+ * ABSTRACT socket `@ambit/cni` (`\0ambit/cni`): the abstract namespace belongs to the network
+ * namespace, the agent is hostNetwork and the runtime runs plugins in the node's netns, so every
+ * node (also the local cluster's nodes, which are netns on one host) has its own, with no host path
+ * to mount or clean up. The conflist's `agentSocket` may name another: "@name" (abstract) or an
+ * absolute path (a filesystem socket, 0600). HTTP because `curl --unix-socket` can speak it.
+ *
+ *   POST /v1/cni/run                                         (the only route)
+ *     request headers, one per CNI_* variable the runtime set (an unset variable → no header; a
+ *     variable set to "" → an empty header). Values are percent-encoded: every byte outside
+ *     visible ASCII (0x21-0x7e) and "%" itself as %XX, so CR/LF, spaces and UTF-8 survive exactly.
+ *       Cni-Command      CNI_COMMAND       ADD | DEL | CHECK (VERSION is answered by the plugin)
+ *       Cni-Containerid  CNI_CONTAINERID
+ *       Cni-Netns        CNI_NETNS
+ *       Cni-Ifname       CNI_IFNAME
+ *       Cni-Args         CNI_ARGS
+ *       Cni-Path         CNI_PATH
+ *       Content-Length   the size of the body; Connection: close
+ *     body: the plugin's stdin, unchanged (the network configuration; at most 4 MiB).
+ *
+ *   200 — the agent ran the command; the plugin prints the body on stdout and exits with:
+ *       Cni-Exit-Code    "0" or "1"
+ *       Cni-Log          optional: what the plugin writes to stderr (percent-encoded like above)
+ *       Content-Length   the body: the CNI result, the spec's error structure, or empty
+ *     The agent answers ADD only once the pod is enrolled (redirection in place, proxy listening)
+ *     or known not to be: holding the answer is what holds the pod's start.
+ *   404 unknown path, 405 not POST, 413 body over 4 MiB, 403 peer refused — text/plain reason;
+ *     the plugin reports them as error 101 (a version skew between plugin and agent), except on
+ *     DEL, which always succeeds.
+ *
+ * Without an answer (nothing listens, timeoutMs passed, connection broken) the plugin decides
+ * alone: DEL succeeds, ADD of a non-pod or an excluded namespace passes prevResult through, ADD
+ * and CHECK fail with error 11 (try again later) — see native/ambit-cni.c.
+ *
+ * Note for debugging by hand: Node 20 binds an abstract name padded with NULs to the whole
+ * sun_path (108 bytes); curl and socat connect with the exact length and miss it. The plugin tries
+ * both. Easiest by hand is the plugin itself: `CNI_COMMAND=ADD ... ambit-cni < conf.json`.
  */
 
-/** Versioned paths; a new incompatible protocol gets new paths, so old plugins fail with 404, loudly. */
-export const CNI_PATHS = {
-  add: '/v1/cni/add',
-  del: '/v1/cni/del',
-  check: '/v1/cni/check',
+/** The one route. A new incompatible protocol gets a new path, so old plugins fail loudly (404). */
+export const CNI_RUN_PATH = '/v1/cni/run';
+
+/** Where the agent listens unless the conflist's `agentSocket` says otherwise ("@" = abstract). */
+export const DEFAULT_CNI_SOCKET = '@ambit/cni';
+
+/** Largest body either side accepts (stdin of the plugin, stdout of the agent). */
+export const MAX_CNI_BODY_BYTES = 4 * 1024 * 1024;
+
+/** The CNI_* variables relayed, each with its request header (lower case, as Node reports them). */
+export const CNI_ENV_HEADERS = {
+  CNI_COMMAND: 'cni-command',
+  CNI_CONTAINERID: 'cni-containerid',
+  CNI_NETNS: 'cni-netns',
+  CNI_IFNAME: 'cni-ifname',
+  CNI_ARGS: 'cni-args',
+  CNI_PATH: 'cni-path',
 } as const;
 
-export type CniOperation = keyof typeof CNI_PATHS;
+export const CNI_EXIT_CODE_HEADER = 'cni-exit-code';
+export const CNI_LOG_HEADER = 'cni-log';
 
-/** Where the agent listens unless the plugin's network config says otherwise (`agentSocket`). */
-export const DEFAULT_CNI_SOCKET = '/var/run/ambit/cni.sock';
+/** The address Node's net.Server.listen / net.connect takes for a conflist-style socket name. */
+export function socketAddress(socket: string): string {
+  return socket.startsWith('@') ? `\0${socket.slice(1)}` : socket;
+}
+
+/** Percent-encoding of header values (see above). */
+export function encodeHeaderValue(value: string): string {
+  let out = '';
+  for (const byte of Buffer.from(value, 'utf8')) {
+    out += byte <= 0x20 || byte >= 0x7f || byte === 0x25 ? `%${byte.toString(16).toUpperCase().padStart(2, '0')}` : String.fromCharCode(byte);
+  }
+  return out;
+}
+
+/** The inverse of encodeHeaderValue; bytes become UTF-8 text. A "%" not followed by two hex digits stays as it is. */
+export function decodeHeaderValue(value: string): string {
+  // Node hands header values over as latin1: one char per byte.
+  const bytes = Buffer.from(value, 'latin1');
+  const out: number[] = [];
+  for (let i = 0; i < bytes.length; i++) {
+    const hex = bytes[i] === 0x25 && i + 2 < bytes.length ? bytes.subarray(i + 1, i + 3).toString('latin1') : '';
+    if (/^[0-9a-fA-F]{2}$/.test(hex)) {
+      out.push(parseInt(hex, 16));
+      i += 2;
+    } else out.push(bytes[i]!);
+  }
+  return Buffer.from(out).toString('utf8');
+}
+
+// ---------- what the CNI logic tells the agent's handlers (in process) ----------
+
+export type CniOperation = 'add' | 'del' | 'check';
 
 /** The pod, from the runtime's CNI_ARGS (K8S_POD_NAMESPACE, K8S_POD_NAME, K8S_POD_UID). */
 export interface CniPodRef {
@@ -60,94 +125,8 @@ export interface CniPodRequest {
 
 export type EnrolDecision = 'enrolled' | 'not-enrolled';
 
-/** message CniAddReply */
-export interface CniAddReply {
-  decision: EnrolDecision;
-}
-
-/** message CniDelReply — the agent forgot the pod (or never knew it). */
-export interface CniDelReply {
-  released: true;
-}
-
 /** message CniCheckReply — `problem` set means the pod is not as ADD left it. */
 export interface CniCheckReply {
   ok: boolean;
   problem?: string;
-}
-
-/** How the agent classifies a failure; the plugin maps each kind to a CNI error code. */
-export type CniFailureKind = 'bad-request' | 'try-again' | 'failed';
-
-/** message CniErrorReply */
-export interface CniErrorReply {
-  error: {
-    kind: CniFailureKind;
-    /** One line an operator can act on; the plugin shows it in the CNI error's `msg`. */
-    message: string;
-  };
-}
-
-export const FAILURE_STATUS: Record<CniFailureKind, number> = { 'bad-request': 400, 'try-again': 503, failed: 500 };
-
-// ---------- validation (both sides validate what they receive) ----------
-
-export type Parsed<T> = { ok: true; value: T } | { ok: false; error: string };
-
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-const isString = (v: unknown): v is string => typeof v === 'string';
-
-/** Checks a CniPodRequest received by the agent; names the first bad field. */
-export function parseCniPodRequest(body: unknown): Parsed<CniPodRequest> {
-  if (!isObject(body)) return { ok: false, error: 'the request body is not a JSON object' };
-  const pod = body.pod;
-  if (!isObject(pod)) return { ok: false, error: 'pod: must be an object' };
-  for (const f of ['namespace', 'name', 'uid'] as const) {
-    if (!isString(pod[f])) return { ok: false, error: `pod.${f}: must be a string` };
-  }
-  if (!pod.namespace || !pod.name) return { ok: false, error: 'pod.namespace and pod.name must not be empty' };
-  for (const f of ['containerId', 'netns', 'ifname', 'network'] as const) {
-    if (!isString(body[f])) return { ok: false, error: `${f}: must be a string` };
-  }
-  if (!body.containerId) return { ok: false, error: 'containerId: must not be empty' };
-  if (!Array.isArray(body.ips) || !body.ips.every(isString)) return { ok: false, error: 'ips: must be an array of strings' };
-  return {
-    ok: true,
-    value: {
-      pod: { namespace: pod.namespace as string, name: pod.name as string, uid: pod.uid as string },
-      containerId: body.containerId as string,
-      netns: body.netns as string,
-      ifname: body.ifname as string,
-      ips: [...(body.ips as string[])],
-      network: body.network as string,
-    },
-  };
-}
-
-/** Checks the agent's successful answer to `op`, as received by the plugin. */
-export function parseCniReply(op: 'add', body: unknown): Parsed<CniAddReply>;
-export function parseCniReply(op: 'del', body: unknown): Parsed<CniDelReply>;
-export function parseCniReply(op: 'check', body: unknown): Parsed<CniCheckReply>;
-export function parseCniReply(op: CniOperation, body: unknown): Parsed<CniAddReply | CniDelReply | CniCheckReply> {
-  if (!isObject(body)) return { ok: false, error: 'the reply is not a JSON object' };
-  switch (op) {
-    case 'add':
-      return body.decision === 'enrolled' || body.decision === 'not-enrolled'
-        ? { ok: true, value: { decision: body.decision } }
-        : { ok: false, error: `decision: expected "enrolled" or "not-enrolled", got ${JSON.stringify(body.decision)}` };
-    case 'del':
-      return body.released === true ? { ok: true, value: { released: true } } : { ok: false, error: 'released: expected true' };
-    case 'check':
-      if (typeof body.ok !== 'boolean') return { ok: false, error: 'ok: expected a boolean' };
-      if (body.problem !== undefined && !isString(body.problem)) return { ok: false, error: 'problem: expected a string' };
-      return { ok: true, value: body.problem === undefined ? { ok: body.ok } : { ok: body.ok, problem: body.problem } };
-  }
-}
-
-/** Reads a CniErrorReply; undefined when the body is not one (e.g. a proxy's HTML page). */
-export function parseCniErrorReply(body: unknown): CniErrorReply['error'] | undefined {
-  if (!isObject(body) || !isObject(body.error)) return undefined;
-  const { kind, message } = body.error;
-  if ((kind !== 'bad-request' && kind !== 'try-again' && kind !== 'failed') || !isString(message)) return undefined;
-  return { kind, message };
 }

@@ -1,29 +1,17 @@
 // The conflist installer: pure edits (append, idempotence, exact removal, refusals) as table
-// tests, then a real install into temp dirs whose wrapper runs as the runtime would run it.
+// tests, then a real install into temp dirs whose plugin binary runs as the runtime would run it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, readdir, rm, stat, writeFile, mkdir } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, readdir, rm, stat, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import {
-  addAmbitPlugin,
-  CniInstallError,
-  detectIndent,
-  installCni,
-  pluginModuleClosure,
-  primaryConfFile,
-  removeAmbitPlugin,
-  renderWrapper,
-  staticImports,
-  uninstallCni,
-} from './install.js';
+import { join } from 'node:path';
+import { addAmbitPlugin, BUNDLED_PLUGIN_BINARY, CniInstallError, detectIndent, installCni, primaryConfFile, removeAmbitPlugin, uninstallCni } from './install.js';
 
 /** Runs an executable as a runtime does: environment set, stdin written and closed. */
 function run(file: string, env: Record<string, string>, stdin = ''): Promise<{ code: number | null; stdout: string }> {
   return new Promise((resolve, reject) => {
-    const p = spawn(file, [], { env, stdio: ['pipe', 'pipe', 'inherit'] });
+    const p = spawn(file, [], { env, stdio: ['pipe', 'pipe', 'ignore'] });
     let stdout = '';
     p.stdout.on('data', (d) => (stdout += d));
     p.on('error', reject);
@@ -31,8 +19,6 @@ function run(file: string, env: Record<string, string>, stdin = ''): Promise<{ c
     p.stdin.end(stdin);
   });
 }
-/** The compiled tree this test runs from (dist/src/cni/install.test.js → dist). */
-const DIST_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 const BRIDGE_CONFLIST = `${JSON.stringify(
   {
@@ -47,6 +33,8 @@ const BRIDGE_CONFLIST = `${JSON.stringify(
   2,
 )}\n`;
 const ENTRY = { agentSocket: '/var/run/ambit/cni.sock' };
+/** An abstract name nobody serves, so the installed plugin runs without an agent. */
+const NOBODY = `@ambit-test-nobody-${process.pid}`;
 
 test('primaryConfFile: the first loadable file by name, as libcni lists them', () => {
   const cases: Array<[string[], string | undefined]> = [
@@ -101,71 +89,67 @@ test('addAmbitPlugin refuses what it cannot chain onto, saying why', () => {
     [JSON.stringify({ ...JSON.parse(BRIDGE_CONFLIST), cniVersion: '0.2.0' }), /cniVersion "0\.2\.0"/],
   ];
   for (const [text, re] of cases) assert.throws(() => addAmbitPlugin(text, ENTRY, 'f.conflist'), (e: unknown) => e instanceof CniInstallError && re.test(e.message), text);
-});
-
-test('renderWrapper quotes paths for the shell; staticImports finds what a module loads', () => {
-  assert.equal(renderWrapper('/usr/bin/node', "/opt/it's/cni.js").split('\n')[2], `exec '/usr/bin/node' '/opt/it'\\''s/cni.js' "$@"`);
-  const src = [
-    "import { a } from './a.js';",
-    'import {',
-    '  b,',
-    '  c,',
-    "} from '../b.js';",
-    "import './side.js';",
-    "export { d } from './d.js';",
-    "export * from \"./e.js\";",
-    "import { request } from 'node:http';",
-    "const x = 'import y from \"./not.js\"';",
-  ].join('\n');
-  assert.deepEqual(staticImports(src), ['./a.js', '../b.js', './side.js', './d.js', './e.js', 'node:http']);
-});
-
-test('the plugin\'s module closure is small and imports no packages', async () => {
-  const files = await pluginModuleClosure(DIST_ROOT);
-  assert.deepEqual(files, ['src/api/cni.js', 'src/cni/agent-client.js', 'src/cni/plugin.js', 'src/cni/spec.js', 'src/main/cni.js']);
-  // a package import anywhere in the closure is refused
-  const fake = await mkdtemp(join(tmpdir(), 'ambit-cni-closure-'));
-  try {
-    await mkdir(join(fake, 'src/main'), { recursive: true });
-    await writeFile(join(fake, 'src/main/cni.js'), "import pino from 'pino';\n");
-    await assert.rejects(pluginModuleClosure(fake), /imports the package "pino"/);
-  } finally {
-    await rm(fake, { recursive: true, force: true });
+  // an entry the plugin could not use is refused too
+  for (const agentSocket of ['cni.sock', '@', `/${'x'.repeat(120)}`]) {
+    assert.throws(() => addAmbitPlugin(BRIDGE_CONFLIST, { agentSocket }), (e: unknown) => e instanceof CniInstallError && /agentSocket/.test(e.message), agentSocket);
   }
+  // no agentSocket: the plugin's default (the abstract @ambit/cni)
+  assert.deepEqual(JSON.parse(addAmbitPlugin(BRIDGE_CONFLIST, {}).text).plugins[2], { type: 'ambit-cni' });
 });
 
-test('installCni / uninstallCni on real dirs: a self-contained plugin the runtime can run, removed without a trace', async () => {
+test('installCni / uninstallCni on real dirs: the static plugin binary, replaced atomically, removed without a trace', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'ambit-cni-install-'));
   const confDir = join(dir, 'net.d');
   const binDir = join(dir, 'bin');
+  const entry = { agentSocket: NOBODY, timeoutMs: 2000, excludeNamespaces: ['kube-system'] };
   try {
     await mkdir(confDir);
     await mkdir(binDir);
     await writeFile(join(binDir, 'bridge'), 'not ours');
     await writeFile(join(confDir, '10-pods.conflist'), BRIDGE_CONFLIST);
     await writeFile(join(confDir, '20-other.conflist'), '{"cniVersion":"1.0.0","name":"o","plugins":[]}');
-    await assert.rejects(installCni({ confDir: join(dir, 'none'), binDir, distRoot: DIST_ROOT, nodePath: process.execPath, entry: ENTRY }), /no CNI network config in .*none yet/);
+    await assert.rejects(installCni({ confDir: join(dir, 'none'), binDir, entry }), /no CNI network config in .*none yet/);
+    await assert.rejects(installCni({ confDir, binDir, entry, binary: join(dir, 'missing') }), (e: unknown) => e instanceof CniInstallError && /scripts\/build\.sh/.test(e.message));
+    assert.equal(await readFile(join(confDir, '10-pods.conflist'), 'utf8'), BRIDGE_CONFLIST, 'a failed install leaves the config alone');
 
-    const report = await installCni({ confDir, binDir, distRoot: DIST_ROOT, nodePath: process.execPath, entry: ENTRY });
-    assert.deepEqual(report, { conflist: join(confDir, '10-pods.conflist'), conflistChanged: true, wrapper: join(binDir, 'ambit-cni') });
-    assert.equal(JSON.parse(await readFile(join(confDir, '10-pods.conflist'), 'utf8')).plugins[2].type, 'ambit-cni');
+    const report = await installCni({ confDir, binDir, entry });
+    const plugin = join(binDir, 'ambit-cni');
+    assert.deepEqual(report, { conflist: join(confDir, '10-pods.conflist'), conflistChanged: true, plugin, pluginChanged: true });
+    assert.deepEqual(JSON.parse(await readFile(join(confDir, '10-pods.conflist'), 'utf8')).plugins[2], { type: 'ambit-cni', ...entry });
     assert.equal(await readFile(join(confDir, '20-other.conflist'), 'utf8'), '{"cniVersion":"1.0.0","name":"o","plugins":[]}');
-    assert.equal((await stat(report.wrapper)).mode & 0o777, 0o755);
+    assert.equal((await stat(plugin)).mode & 0o777, 0o755);
+    assert.deepEqual(await readFile(plugin), await readFile(BUNDLED_PLUGIN_BINARY));
     assert.deepEqual((await readdir(confDir)).sort(), ['10-pods.conflist', '20-other.conflist'], 'no temp files left');
-    // idempotent
-    assert.equal((await installCni({ confDir, binDir, distRoot: DIST_ROOT, nodePath: process.execPath, entry: ENTRY })).conflistChanged, false);
+    // idempotent: nothing rewritten
+    const inode = (await stat(plugin)).ino;
+    assert.deepEqual(await installCni({ confDir, binDir, entry }), { ...report, conflistChanged: false, pluginChanged: false });
+    assert.equal((await stat(plugin)).ino, inode);
+    // a different binary (an upgrade) replaces the file by rename: a new inode, never a partial file
+    const other = join(dir, 'other-build');
+    await writeFile(other, Buffer.concat([await readFile(BUNDLED_PLUGIN_BINARY), Buffer.from('\0upgrade')]));
+    await chmod(other, 0o700);
+    assert.equal((await installCni({ confDir, binDir, entry, binary: other })).pluginChanged, true);
+    assert.notEqual((await stat(plugin)).ino, inode);
+    assert.equal((await stat(plugin)).mode & 0o777, 0o755);
+    assert.deepEqual((await readdir(binDir)).sort(), ['ambit-cni', 'bridge'], 'no temp files left');
+    await installCni({ confDir, binDir, entry });
 
-    // The installed copy runs on its own (no node_modules, no dist): VERSION and a config error.
-    const version = await run(report.wrapper, { CNI_COMMAND: 'VERSION', PATH: '/usr/bin:/bin' }, '{"cniVersion":"0.4.0"}');
+    // The installed copy runs on its own (static, no Node): VERSION, and ADD without an agent.
+    const version = await run(plugin, { CNI_COMMAND: 'VERSION' }, '{"cniVersion":"0.4.0"}');
     assert.deepEqual(JSON.parse(version.stdout), { cniVersion: '0.4.0', supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0'] });
-    const bad = await run(report.wrapper, { CNI_COMMAND: 'ADD', PATH: '/usr/bin:/bin' }, '{');
-    assert.equal(bad.code, 1);
-    assert.equal(JSON.parse(bad.stdout).code, 4);
+    const conf = JSON.stringify({ cniVersion: '1.0.0', name: 'pods', type: 'ambit-cni', ...entry, prevResult: { cniVersion: '1.0.0' } });
+    const add = await run(plugin, { CNI_COMMAND: 'ADD', CNI_ARGS: 'K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web' }, conf);
+    assert.equal(add.code, 1);
+    assert.equal(JSON.parse(add.stdout).code, 11);
 
     await uninstallCni({ confDir, binDir });
     assert.equal(await readFile(join(confDir, '10-pods.conflist'), 'utf8'), BRIDGE_CONFLIST);
     assert.deepEqual((await readdir(binDir)).sort(), ['bridge']);
     assert.deepEqual(await uninstallCni({ confDir, binDir }), { conflistChanged: false });
+    // what an installer before the native plugin left (a modules dir) goes too
+    await mkdir(join(binDir, 'ambit-cni.d', 'src'), { recursive: true });
+    await uninstallCni({ confDir, binDir });
+    assert.deepEqual((await readdir(binDir)).sort(), ['bridge']);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -1,23 +1,31 @@
 /**
  * Installs ambit-cni into a node's CNI chain (and removes it): the agent runs this at start and on
  * uninstall. Pure part: choose the runtime's primary config file, add or remove our entry in its
- * `plugins` list leaving everything else as it was, render the wrapper executable, find the
- * plugin's module closure. Thin part: copy the plugin and write files atomically (temp + rename),
- * binary before config on install and config before binary on removal, so the runtime never sees
- * a config naming a plugin it cannot run.
+ * `plugins` list leaving everything else as it was. Thin part: copy the plugin binary (the static
+ * native/ambit-cni, built into dist/native/) and write files atomically (temp + rename), binary
+ * before config on install and config before binary on removal, so the runtime never sees a config
+ * naming a plugin it cannot run, nor a half-written binary.
  */
-import { chmod, copyFile, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
-import { isSupportedVersion, SUPPORTED_VERSIONS } from './spec.js';
+import { fileURLToPath } from 'node:url';
+import { agentSocketProblem, isSupportedVersion, SUPPORTED_VERSIONS } from './spec.js';
 
 export const AMBIT_CNI_TYPE = 'ambit-cni';
-/** The plugin's entry module, relative to the compiled tree's root (dist/). */
-export const PLUGIN_ENTRY = 'src/main/cni.js';
+
+/**
+ * The plugin binary that ships with this build: dist/native/ambit-cni (scripts/build.sh compiles
+ * native/ambit-cni.c there), found relative to this module (dist/src/cni/install.js).
+ */
+export const BUNDLED_PLUGIN_BINARY = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'native', AMBIT_CNI_TYPE);
 
 /** Our entry in the conflist (`type` is added by the installer). */
 export interface AmbitConflistEntry {
-  agentSocket: string;
+  /** "@name" (abstract) or a path; omitted: the plugin's default, @ambit/cni */
+  agentSocket?: string;
+  /** how long the plugin waits for the agent (default 30 s) */
   timeoutMs?: number;
+  /** pods of these namespaces pass through, also while the agent is down */
   excludeNamespaces?: string[];
 }
 
@@ -85,6 +93,9 @@ export function addAmbitPlugin(text: string, entry: AmbitConflistEntry, file = '
   if (!isSupportedVersion(conf.cniVersion)) {
     throw new CniInstallError(`${file} has cniVersion ${JSON.stringify(conf.cniVersion)}; ambit-cni speaks ${SUPPORTED_VERSIONS.join(', ')}, so it is not added (pods would fail to start)`);
   }
+  if (entry.agentSocket !== undefined && agentSocketProblem(entry.agentSocket)) {
+    throw new CniInstallError(`agentSocket ${JSON.stringify(entry.agentSocket)}: ${agentSocketProblem(entry.agentSocket)}`);
+  }
   const ours = { type: AMBIT_CNI_TYPE, ...entry };
   const at = conf.plugins.findIndex((p) => p.type === AMBIT_CNI_TYPE);
   const plugins = at < 0 ? [...conf.plugins, ours] : conf.plugins.map((p, i) => (i === at ? ours : p));
@@ -102,85 +113,39 @@ export function removeAmbitPlugin(text: string, file = 'the CNI config'): Confli
   return { text: serialize({ ...conf, plugins }, text), changed: true };
 }
 
-const shellQuote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
-
-/** The executable the runtime runs: a shell wrapper that execs Node on the plugin's entry module. */
-export function renderWrapper(nodePath: string, entryPath: string): string {
-  return [
-    '#!/bin/sh',
-    '# ambit-cni: the Ambit mesh CNI plugin, installed by ambit-agent (which rewrites or removes this file).',
-    `exec ${shellQuote(nodePath)} ${shellQuote(entryPath)} "$@"`,
-    '',
-  ].join('\n');
-}
-
-/**
- * The module specifiers of a compiled ES module's static imports and re-exports (what the
- * installer must copy along). Dynamic imports are not followed: the plugin has none.
- */
-export function staticImports(source: string): string[] {
-  const out: string[] = [];
-  const re = /^\s*(?:import|export)\s(?:[^'";]*?\sfrom\s*)?['"]([^'"]+)['"]/gm;
-  for (let m = re.exec(source); m; m = re.exec(source)) out.push(m[1]!);
-  return out;
-}
-
 // ---------- thin ----------
-
-/**
- * The files (relative to `distRoot`) the plugin needs: `entry` and every module it reaches through
- * relative imports. Any import of a package (not `node:`) is an error: the copy on the host has no
- * node_modules.
- */
-export async function pluginModuleClosure(distRoot: string, entry = PLUGIN_ENTRY): Promise<string[]> {
-  const seen = new Set<string>();
-  const queue = [posix.normalize(entry)];
-  while (queue.length > 0) {
-    const file = queue.pop()!;
-    if (seen.has(file)) continue;
-    seen.add(file);
-    for (const spec of staticImports(await readFile(join(distRoot, file), 'utf8'))) {
-      if (spec.startsWith('node:')) continue;
-      if (!spec.startsWith('.')) throw new CniInstallError(`${file} imports the package "${spec}"; the CNI plugin may import only node: built-ins and its own modules`);
-      queue.push(posix.normalize(posix.join(posix.dirname(file), spec)));
-    }
-  }
-  return [...seen].sort();
-}
 
 export interface InstallOptions {
   /** the runtime's CNI config dir (e.g. /etc/cni/net.d) */
   confDir: string;
   /** the runtime's CNI bin dir (e.g. /opt/cni/bin) */
   binDir: string;
-  /** where the plugin's modules go; default <binDir>/ambit-cni.d */
-  libDir?: string;
-  /** the compiled tree holding PLUGIN_ENTRY */
-  distRoot: string;
-  /** the Node.js the wrapper runs, as seen by the runtime (a host path) */
-  nodePath: string;
-  /** copy `nodePath` into libDir and run that copy (when the agent's Node is not on the host) */
-  copyNode?: boolean;
+  /** the plugin binary to copy; default BUNDLED_PLUGIN_BINARY */
+  binary?: string;
   entry: AmbitConflistEntry;
 }
 
 export interface InstallReport {
   /** the conflist we edited (absolute path) */
   conflist: string;
-  /** false when everything was already in place */
+  /** false when the entry was already in place */
   conflistChanged: boolean;
-  wrapper: string;
+  /** the installed plugin (<binDir>/ambit-cni) */
+  plugin: string;
+  /** false when the installed plugin already had these exact bytes */
+  pluginChanged: boolean;
 }
-
-const libDirOf = (o: { binDir: string; libDir?: string }): string => o.libDir ?? join(o.binDir, `${AMBIT_CNI_TYPE}.d`);
 
 /** Writes via a temp file in the same dir and a rename, so readers see the old or the new file. */
 async function writeAtomically(path: string, content: string, mode: number): Promise<void> {
-  const tmp = join(dirname(path), `.${posix.basename(path)}.${process.pid}.tmp`);
+  const tmp = tempNameFor(path);
   await writeFile(tmp, content, { mode });
   await chmod(tmp, mode);
   await rename(tmp, path);
 }
+
+/** A dot file ending in ".tmp" beside `path`: the runtime loads neither as config nor as plugin. */
+const tempNameFor = (path: string): string => join(dirname(path), `.${posix.basename(path)}.${process.pid}.tmp`);
 
 /** A rewritten config keeps its permissions (some nodes keep it 0600). */
 const modeOf = async (path: string): Promise<number> => (await stat(path)).mode & 0o777;
@@ -192,36 +157,42 @@ async function primaryConflistPath(confDir: string): Promise<string> {
   return join(confDir, primary);
 }
 
+/**
+ * Copies the binary into the bin dir under a temp name and renames it over the old one: a runtime
+ * running the plugin at that moment keeps executing the old inode, the next run gets the new one
+ * (copying in place would fail with ETXTBSY, or worse, expose a half-written file).
+ */
+async function installBinary(source: string, target: string): Promise<boolean> {
+  const wanted = await readFile(source).catch((err: NodeJS.ErrnoException) => {
+    throw new CniInstallError(`cannot read the ambit-cni binary ${source} (${err.code ?? err.message}); it is built by scripts/build.sh into dist/native/`);
+  });
+  const current = await readFile(target).catch(() => undefined);
+  if (current?.equals(wanted) && ((await stat(target)).mode & 0o777) === 0o755) return false;
+  const tmp = tempNameFor(target);
+  try {
+    await copyFile(source, tmp);
+    await chmod(tmp, 0o755);
+    await rename(tmp, target);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  return true;
+}
+
 /** Installs (or refreshes) the plugin and its conflist entry. Safe to repeat. */
 export async function installCni(o: InstallOptions): Promise<InstallReport> {
-  const libDir = libDirOf(o);
   const conflist = await primaryConflistPath(o.confDir);
   const original = await readFile(conflist, 'utf8');
   const edit = addAmbitPlugin(original, o.entry, conflist); // validate before touching anything
-
-  await mkdir(libDir, { recursive: true });
-  for (const rel of await pluginModuleClosure(o.distRoot)) {
-    await mkdir(join(libDir, dirname(rel)), { recursive: true });
-    await copyFile(join(o.distRoot, rel), join(libDir, rel));
-  }
-  // The copied modules are ES modules: without this, Node would load them as CommonJS.
-  await writeFile(join(libDir, 'package.json'), '{"type":"module"}\n');
-  let nodePath = o.nodePath;
-  if (o.copyNode) {
-    nodePath = join(libDir, 'node');
-    await copyFile(o.nodePath, `${nodePath}.tmp`);
-    await chmod(`${nodePath}.tmp`, 0o755);
-    await rename(`${nodePath}.tmp`, nodePath);
-  }
-  const wrapper = join(o.binDir, AMBIT_CNI_TYPE);
-  await writeAtomically(wrapper, renderWrapper(nodePath, join(libDir, PLUGIN_ENTRY)), 0o755);
-
+  const plugin = join(o.binDir, AMBIT_CNI_TYPE);
+  const pluginChanged = await installBinary(o.binary ?? BUNDLED_PLUGIN_BINARY, plugin);
   if (edit.changed) await writeAtomically(conflist, edit.text, await modeOf(conflist));
-  return { conflist, conflistChanged: edit.changed, wrapper };
+  return { conflist, conflistChanged: edit.changed, plugin, pluginChanged };
 }
 
-/** Removes our conflist entry, then the wrapper and modules. Safe to repeat; leaves others' files alone. */
-export async function uninstallCni(o: { confDir: string; binDir: string; libDir?: string }): Promise<{ conflistChanged: boolean }> {
+/** Removes our conflist entry, then the binary. Safe to repeat; leaves others' files alone. */
+export async function uninstallCni(o: { confDir: string; binDir: string }): Promise<{ conflistChanged: boolean }> {
   let conflistChanged = false;
   const names = await readdir(o.confDir).catch(() => [] as string[]);
   // Every config file, not only the primary: the primary may have changed since we installed.
@@ -240,6 +211,7 @@ export async function uninstallCni(o: { confDir: string; binDir: string; libDir?
     }
   }
   await rm(join(o.binDir, AMBIT_CNI_TYPE), { force: true });
-  await rm(libDirOf(o), { recursive: true, force: true });
+  // What installers before the native plugin left: the Node modules the old wrapper ran.
+  await rm(join(o.binDir, `${AMBIT_CNI_TYPE}.d`), { recursive: true, force: true });
   return { conflistChanged };
 }

@@ -121,12 +121,13 @@ test('parseNetworkConfig: defaults and the fields ambit-cni reads', () => {
   const c = parseNetworkConfig(conf({}), 'ADD');
   assert.equal(c.cniVersion, '1.0.0');
   assert.equal(c.name, 'pods');
-  assert.equal(c.agentSocket, '/var/run/ambit/cni.sock');
+  assert.equal(c.agentSocket, '@ambit/cni');
   assert.equal(c.timeoutMs, 30_000);
   assert.deepEqual(c.excludeNamespaces, []);
   assert.deepEqual(c.prevResult, PREV_1_0);
   const d = parseNetworkConfig(conf({ agentSocket: '/run/a.sock', timeoutMs: 500, excludeNamespaces: ['kube-system'], runtimeConfig: {}, args: {} }), 'ADD');
   assert.deepEqual([d.agentSocket, d.timeoutMs, d.excludeNamespaces], ['/run/a.sock', 500, ['kube-system']]);
+  assert.equal(parseNetworkConfig(conf({ agentSocket: '@other/name' }), 'ADD').agentSocket, '@other/name');
   // DEL needs no prevResult; every supported version parses
   assert.equal(parseNetworkConfig(conf({ prevResult: undefined }), 'DEL').prevResult, undefined);
   for (const v of ['0.3.0', '0.3.1', '0.4.0', '1.0.0']) assert.equal(parseNetworkConfig(conf({ cniVersion: v }), 'DEL').cniVersion, v);
@@ -149,7 +150,9 @@ test('parseNetworkConfig: malformed, truncated and unknown input get the spec\'s
     { what: 'CHECK on 0.3.1', stdin: conf({ cniVersion: '0.3.1' }), cmd: 'CHECK', code: CniCode.IncompatibleVersion, match: /CHECK needs cniVersion 0\.4\.0/ },
     { what: 'ipam', stdin: conf({ ipam: { type: 'host-local' } }), code: CniCode.UnsupportedField, match: /unsupported field ipam=\{"type":"host-local"\}/ },
     { what: 'no name', stdin: conf({ name: undefined }), code: CniCode.InvalidConfig, match: /name: must be a non-empty string/ },
-    { what: 'relative socket', stdin: conf({ agentSocket: 'cni.sock' }), code: CniCode.InvalidConfig, match: /agentSocket: must be an absolute path/ },
+    { what: 'relative socket', stdin: conf({ agentSocket: 'cni.sock' }), code: CniCode.InvalidConfig, match: /agentSocket: must be an absolute path or "@name"/ },
+    { what: 'abstract socket without a name', stdin: conf({ agentSocket: '@' }), code: CniCode.InvalidConfig, match: /agentSocket: an abstract socket needs a name/ },
+    { what: 'socket path too long', stdin: conf({ agentSocket: `/${'x'.repeat(107)}` }), code: CniCode.InvalidConfig, match: /agentSocket: must be at most 107 bytes/ },
     { what: 'timeout 0', stdin: conf({ timeoutMs: 0 }), code: CniCode.InvalidConfig, match: /timeoutMs/ },
     { what: 'timeout string', stdin: conf({ timeoutMs: '5s' }), code: CniCode.InvalidConfig, match: /timeoutMs/ },
     { what: 'excludeNamespaces string', stdin: conf({ excludeNamespaces: 'kube-system' }), code: CniCode.InvalidConfig, match: /excludeNamespaces/ },

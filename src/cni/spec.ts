@@ -176,9 +176,9 @@ export function podFromArgs(args: Record<string, string>): CniPodRef | undefined
 
 /** The plugin's own part of the conflist entry (what the agent's installer writes). */
 export interface AmbitPluginSettings {
-  /** the agent's unix socket; default /var/run/ambit/cni.sock */
+  /** the agent's unix socket: "@name" (abstract, in the node's netns) or a path; default @ambit/cni */
   agentSocket: string;
-  /** how long ADD waits for the agent to enrol a pod (default 30 s) */
+  /** how long the plugin waits for the agent's answer, e.g. for ADD to enrol a pod (default 30 s) */
   timeoutMs: number;
   /** pods of these namespaces are passed through without asking the agent (e.g. kube-system) */
   excludeNamespaces: string[];
@@ -193,6 +193,18 @@ export interface NetworkConfig extends AmbitPluginSettings {
 }
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
+
+/** sun_path holds 108 bytes: a path and its NUL, or an abstract name after its leading NUL. */
+const MAX_SOCKET_NAME_BYTES = 107;
+
+/** Why `agentSocket` is not a socket the plugin can connect to; undefined when it is fine. */
+export function agentSocketProblem(v: unknown): string | undefined {
+  if (typeof v !== 'string' || !(v.startsWith('/') || v.startsWith('@'))) return 'must be an absolute path or "@name" (an abstract socket)';
+  if (v === '@') return 'an abstract socket needs a name after "@"';
+  if (v.includes('\0')) return 'must not contain NUL';
+  if (Buffer.byteLength(v) - (v.startsWith('@') ? 1 : 0) > MAX_SOCKET_NAME_BYTES) return `must be at most ${MAX_SOCKET_NAME_BYTES} bytes (the limit of a unix socket address)`;
+  return undefined;
+}
 const MAX_TIMEOUT_MS = 10 * 60_000;
 
 /** The `cniVersion` of a config for error results: what it says when it says anything, else ours. */
@@ -250,8 +262,9 @@ export function parseNetworkConfig(stdin: string, command: CniEnvironment['comma
 
   let agentSocket = DEFAULT_CNI_SOCKET;
   if (conf.agentSocket !== undefined) {
-    if (typeof conf.agentSocket !== 'string' || !conf.agentSocket.startsWith('/')) problems.push(`agentSocket: must be an absolute path, got ${JSON.stringify(conf.agentSocket)}`);
-    else agentSocket = conf.agentSocket;
+    const bad = agentSocketProblem(conf.agentSocket);
+    if (bad) problems.push(`agentSocket: ${bad}, got ${JSON.stringify(conf.agentSocket)}`);
+    else agentSocket = conf.agentSocket as string;
   }
   let timeoutMs = DEFAULT_TIMEOUT_MS;
   if (conf.timeoutMs !== undefined) {

@@ -1,18 +1,19 @@
-// Root test: ambit-cni chained into a real node's CNI config and run by the node's real
-// containerd (local cluster: bridge + host-local + portmap, then ours) with the runtime's own
-// CNI_ARGS. Shows that a pod of an enrolled namespace starts only after the agent's enrol handler
-// returns; that with the agent's server stopped a new pod fails sandbox creation with the
-// plugin's message and starts once the server is back; that DEL reaches the agent; and that
-// uninstalling restores the node's conflist exactly.
+// Root test: the ambit-cni binary (native/ambit-cni.c) installed by installCni into a real node's
+// CNI bin dir and conflist, and run by the node's real containerd (local cluster: bridge +
+// host-local + portmap, then ours) with the runtime's own CNI_ARGS. The agent side listens on the
+// default abstract socket inside the node's netns, as the hostNetwork agent does, so this also
+// shows the per-netns socket design working for a node of the local cluster. Shows that a pod of an
+// enrolled namespace starts only after the agent's enrol handler returns; that with the agent's
+// server stopped a new pod fails sandbox creation with the plugin's message and starts once the
+// server is back; that DEL reaches the agent; and that uninstalling restores the node's conflist
+// exactly.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import type { CniPodRequest, EnrolDecision } from '../../src/api/cni.js';
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { DEFAULT_CNI_SOCKET, type CniPodRequest, type EnrolDecision } from '../../src/api/cni.js';
 import { CniServer } from '../../src/agent/cni-server.js';
 import { installCni, primaryConfFile, uninstallCni } from '../../src/cni/install.js';
 import { LocalCluster, type ClusterNode } from '../cluster/cluster.js';
@@ -24,13 +25,10 @@ import { waitUntil } from '../helpers/kubectl.js';
 const isRoot = process.getuid?.() === 0;
 const rootOnly = { skip: isRoot ? false : 'needs root (network namespaces, containerd); CI runs as root' } as const;
 const NAME = `cni${process.pid % 100000}`;
-const DIST_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 let cluster: LocalCluster | undefined;
 let node: ClusterNode;
 let api: ApiClient;
-let dir: string;
-let socketPath: string;
 let server: CniServer | undefined;
 let originalConflist: string;
 let conflistPath: string;
@@ -54,7 +52,8 @@ function gate(pod: string): () => void {
 
 async function startAgentServer(): Promise<void> {
   server = await CniServer.start({
-    socketPath,
+    // the default abstract name, in the node's netns: where containerd runs the plugin
+    netns: node.netns,
     handlers: {
       // The stub agent: pods of "mesh" are enrolled (after their gate opens), others are not.
       enrol: async (req): Promise<EnrolDecision> => {
@@ -87,21 +86,15 @@ const isRunning = (ns: string, name: string): boolean => podObj(ns, name)?.statu
 
 before(async () => {
   if (!isRoot) return;
-  dir = await mkdtemp(join(tmpdir(), 'ambit-cni-e2e-'));
-  socketPath = join(dir, 'cni.sock');
   cluster = await LocalCluster.up({ name: NAME, nodes: 1, images: async () => [] });
   node = cluster.nodes[0]!;
   api = cluster.server.registry.clientFor();
   conflistPath = join(node.containerd.cniConfDir, primaryConfFile(readdirSync(node.containerd.cniConfDir))!);
   originalConflist = await readFile(conflistPath, 'utf8');
   await startAgentServer();
-  await installCni({
-    confDir: node.containerd.cniConfDir,
-    binDir: node.containerd.cniBinDir,
-    distRoot: DIST_ROOT,
-    nodePath: process.execPath,
-    entry: { agentSocket: socketPath, timeoutMs: 30_000 },
-  });
+  // No agentSocket: the plugin's default, the abstract @ambit/cni of the netns it runs in.
+  const installed = await installCni({ confDir: node.containerd.cniConfDir, binDir: node.containerd.cniBinDir, entry: { timeoutMs: 30_000, excludeNamespaces: ['kube-system'] } });
+  assert.equal(installed.plugin, join(node.containerd.cniBinDir, 'ambit-cni'));
   // containerd reloads its CNI config when the conf dir changes; wait until it has ours.
   await waitUntil(async () => (await loadedCniConfig()).includes('ambit-cni'), 20_000, () => 'containerd to load the conflist with ambit-cni');
   for (const ns of ['mesh', 'plain']) {
@@ -114,7 +107,6 @@ before(async () => {
 after(async () => {
   await server?.close().catch(() => undefined);
   await cluster?.down();
-  if (dir) await rm(dir, { recursive: true, force: true });
 });
 
 test('containerd runs ambit-cni after bridge with the pod\'s CNI_ARGS; the pod starts only after enrol returns', rootOnly, async () => {
@@ -166,7 +158,7 @@ test('with the agent stopped a mesh pod fails sandbox creation with the plugin\'
     (api.list('v1/events', { namespace: 'mesh' }).items as Array<Record<string, any>>).filter((e) => e.involvedObject?.name === 'second' && e.reason === 'FailedCreatePodSandBox');
   const ev = await waitUntil(() => failures()[0], 60_000, () => 'a FailedCreatePodSandBox event for mesh/second');
   assert.equal(ev.type, 'Warning');
-  assert.match(ev.message, /plugin type="ambit-cni".*ambit-agent is not running on this node \(nothing answers on .*cni\.sock\)/);
+  assert.match(ev.message, new RegExp(`plugin type="ambit-cni".*ambit-agent is not reachable on this node \\(${DEFAULT_CNI_SOCKET}: Connection refused\\): new pods in enrolled namespaces wait until it runs; check \`kubectl -n ambit-system get pods -l app=ambit-agent -o wide\``));
   assert.equal(isRunning('mesh', 'second'), false);
   assert.equal(calls.filter((c) => c.req.pod.name === 'second').length, 0);
   // Nothing of the failed attempts stays behind in the runtime.
