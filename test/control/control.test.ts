@@ -33,8 +33,8 @@ const uids = new Map<string, string>();
 
 function findDaemonsetDir(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 8; i++, dir = dirname(dir)) if (existsSync(join(dir, 'daemonset', 'control.yaml'))) return join(dir, 'daemonset');
-  throw new Error('daemonset/control.yaml not found above the test file');
+  for (let i = 0; i < 8; i++, dir = dirname(dir)) if (existsSync(join(dir, 'daemonset', '00-namespace.yaml'))) return join(dir, 'daemonset');
+  throw new Error('daemonset/00-namespace.yaml not found above the test file');
 }
 
 interface ProbeUpdate {
