@@ -6,5 +6,7 @@ WORKDIR /opt/ambit
 COPY package.json package-lock.json ./
 COPY node_modules ./node_modules
 COPY dist/src ./dist/src
+# Compiled native helpers (the static CNI shim the agent installs on nodes); may be empty.
+COPY dist/native ./dist/native
 ENV NODE_ENV=production
 ENTRYPOINT ["node"]

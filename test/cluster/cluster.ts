@@ -8,6 +8,10 @@
 // scheduler — and waits for every node to be Ready. down() takes it apart top-down and ends with
 // the same cleanup(), so a failure half-way through either leaves nothing behind. What is left on
 // the machine afterwards is the image cache, by design.
+//
+// Each node has a filesystem root of its own, <dir>/nodes/<node>/rootfs (nodefs.ts): hostPath
+// volumes of its pods resolve there, and its containerd keeps the node's /etc/cni/net.d,
+// /opt/cni/bin and /run/netns there, so no pod ever writes to this machine's real /etc or /run.
 import { mkdir, readFile, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ApiServer } from './apiserver/server.js';
@@ -16,6 +20,7 @@ import { ensureAppImages } from './apps/images.js';
 import { ClusterDns } from './dns.js';
 import { Kubelet } from './kubelet/index.js';
 import { KubeProxy } from './kubeproxy.js';
+import { createNodeFs, nodeFs, removeNodeFs, type NodeFs } from './nodefs.js';
 import { acquireNodeRootTemplate, releaseNodeRootTemplate, seedNodeRoot, type NodeRootTemplate } from './noderoot.js';
 import {
   API_SERVER_IP,
@@ -72,6 +77,10 @@ export interface ClusterNode {
   netns: string;
   /** ambit-<cluster>-<node> (for `ip netns exec`) */
   netnsName: string;
+  /** the node's filesystem root: what `/` is for hostPath volumes of its pods (= fs.root) */
+  root: string;
+  /** the node's well-known places in it: CNI conf/bin dirs, /run/netns, /run/xtables.lock */
+  fs: NodeFs;
   containerd: ContainerdInstance;
   cri: CriClient;
   kubelet: Kubelet;
@@ -108,6 +117,8 @@ export function defaultStateDir(name: string): string {
 
 const nodeDir = (dir: string, node: string): string => join(dir, 'nodes', node);
 const containerdDir = (dir: string, node: string): string => join(nodeDir(dir, node), 'containerd');
+/** The node's filesystem root (see nodefs.ts). */
+export const nodeFsRoot = (dir: string, node: string): string => join(nodeDir(dir, node), 'rootfs');
 
 export class LocalCluster {
   readonly nodes: ClusterNode[] = [];
@@ -203,6 +214,8 @@ export class LocalCluster {
     const nodesDir = join(dir, 'nodes');
     for (const node of await readdir(nodesDir).catch(() => [] as string[])) {
       await cleanupNodeRuntime(containerdDir(dir, node), node);
+      // Throws (leaving the state dir) if something stays mounted in it: rm would go through it.
+      await removeNodeFs(nodeFsRoot(dir, node));
     }
     await deleteNetwork(name);
     await rm(dir, { recursive: true, force: true });
@@ -245,7 +258,8 @@ export class LocalCluster {
   private async startServices(runtimes: ContainerdInstance[]): Promise<void> {
     const api = this.server.registry.clientFor();
     createKubeDnsService(api.create.bind(api));
-    const proxyNodes = this.plan.nodes.map((n) => ({ name: n.name, netns: n.netns }));
+    // kube-proxy takes each node's own xtables lock, the one a hostPath /run/xtables.lock shows.
+    const proxyNodes = this.plan.nodes.map((n) => ({ name: n.name, netns: n.netns, xtablesLock: nodeFs(nodeFsRoot(this.dir, n.name)).xtablesLock }));
     this.kubeProxy = new KubeProxy({ api, nodes: proxyNodes, clusterCidr: CLUSTER_CIDR, log: this.log });
     this.dns = new ClusterDns({ api, nodes: this.plan.nodes.map((n) => ({ name: n.name, netnsPath: join(NETNS_DIR, n.netns) })), log: this.log });
     await Promise.all([this.kubeProxy.start(), this.dns.start()]);
@@ -266,9 +280,11 @@ export class LocalCluster {
         clusterDns: CLUSTER_DNS_IP,
         clusterDomain: CLUSTER_DOMAIN,
         dataDir: join(nodeDir(this.dir, n.name), 'kubelet'),
+        nodeFsRoot: nodeFsRoot(this.dir, n.name),
         log: (s) => this.log(`${n.name}: ${s}`),
       });
-      this.nodes.push({ name: n.name, ip: n.ip, podCidr: n.podCidr, netns: join(NETNS_DIR, n.netns), netnsName: n.netns, containerd, cri, kubelet });
+      const fs = nodeFs(nodeFsRoot(this.dir, n.name));
+      this.nodes.push({ name: n.name, ip: n.ip, podCidr: n.podCidr, netns: join(NETNS_DIR, n.netns), netnsName: n.netns, root: fs.root, fs, containerd, cri, kubelet });
     });
     this.server.nodeConnection = {
       logs: (pod, q, req, res) => this.kubeletOf(pod).logs(pod, q, req, res),
@@ -391,11 +407,13 @@ async function startApiServer(plan: NetworkPlan, log: (s: string) => void): Prom
 
 async function startNodeRuntime(dir: string, n: NodeAddressing, snapshotter: Snapshotter, templateRoot: string | undefined): Promise<ContainerdInstance> {
   if (templateRoot) await seedNodeRoot(templateRoot, containerdPaths(containerdDir(dir, n.name)).root);
+  const fs = await createNodeFs(nodeFsRoot(dir, n.name));
   return startContainerd({
     snapshotter,
     name: n.name,
     netns: n.netns,
     dir: containerdDir(dir, n.name),
+    nodeFsRoot: fs.root,
     podCidr: n.podCidr,
     sandboxImage: PAUSE_IMAGE,
     bridgeName: POD_BRIDGE,

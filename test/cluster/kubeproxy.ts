@@ -148,6 +148,12 @@ export interface ProxyNode {
   name: string;
   /** network namespace name (under /run/netns) */
   netns: string;
+  /**
+   * The node's xtables lock file (its /run/xtables.lock, see nodefs.ts): iptables on the node —
+   * here, and in hostNetwork pods that mount /run/xtables.lock — serialise on it. Default: the
+   * machine's /run/xtables.lock.
+   */
+  xtablesLock?: string;
 }
 
 export interface KubeProxyOptions {
@@ -159,9 +165,13 @@ export interface KubeProxyOptions {
   log?: (s: string) => void;
 }
 
-/** iptables-restore inside a node netns; `-w` waits for the xtables lock instead of failing. */
-export async function applyRules(netns: string, text: string): Promise<void> {
-  await run(['ip', 'netns', 'exec', netns, 'iptables-restore', '-w', '5', '--noflush'], { input: text, timeoutMs: 15_000 });
+/**
+ * iptables-restore inside a node netns; `-w` waits for the xtables lock instead of failing, and
+ * XTABLES_LOCKFILE (read by iptables itself) names the node's lock instead of the machine's.
+ */
+export async function applyRules(netns: string, text: string, xtablesLock?: string): Promise<void> {
+  const env = xtablesLock === undefined ? process.env : { ...process.env, XTABLES_LOCKFILE: xtablesLock };
+  await run(['ip', 'netns', 'exec', netns, 'iptables-restore', '-w', '5', '--noflush'], { input: text, timeoutMs: 15_000, env });
 }
 
 /** Programs every node's nat table from the API's Services and EndpointSlices. */
@@ -181,7 +191,7 @@ export class KubeProxy {
   constructor(private readonly opts: KubeProxyOptions) {}
 
   async start(): Promise<void> {
-    await Promise.all(this.opts.nodes.map((n) => applyRules(n.netns, renderBootstrapRules())));
+    await Promise.all(this.opts.nodes.map((n) => applyRules(n.netns, renderBootstrapRules(), n.xtablesLock)));
     for (const r of ['v1/services', 'discovery.k8s.io/v1/endpointslices']) this.stops.push(this.opts.api.watch(r, () => this.schedule()));
     this.schedule();
     await this.synced();
@@ -229,7 +239,7 @@ export class KubeProxy {
     const results = await Promise.allSettled(
       this.opts.nodes.map(async (n) => {
         const set = renderRules({ services, clusterCidr, previousChains: this.chainsByNode.get(n.name) ?? [] });
-        await applyRules(n.netns, set.text);
+        await applyRules(n.netns, set.text, n.xtablesLock);
         this.chainsByNode.set(n.name, set.chains);
         return set;
       }),

@@ -344,6 +344,8 @@ export function distinctArchives(images: readonly BuiltImage[]): string[] {
 export interface AmbitImageOptions {
   /** Compiled sources to ship (default: the src/ compiled with this module, else <repo>/dist/src). */
   distSrc?: string;
+  /** Compiled native binaries to ship as dist/native (default <root>/dist/native; absent: an empty dir). */
+  distNative?: string;
   /** Repository root holding Dockerfile, .dockerignore, package.json, package-lock.json, node_modules. */
   root?: string;
   /** Image name (default AMBIT_IMAGE). */
@@ -354,14 +356,16 @@ export interface AmbitImageOptions {
 const AMBIT_CONTEXT_FILES = ['Dockerfile', '.dockerignore', 'package.json', 'package-lock.json'];
 
 /**
- * A build context holding exactly what the Dockerfile copies: package files, dist/src and a
- * production node_modules (a copy of the project's, pruned with `npm prune --omit=dev` HERE, so the
- * work tree's node_modules is never touched and nothing is downloaded).
+ * A build context holding exactly what the Dockerfile copies: package files, dist/src, dist/native
+ * (empty when nothing native was built, since COPY needs the dir) and a production node_modules (a
+ * copy of the project's, pruned with `npm prune --omit=dev` HERE, so the work tree's node_modules
+ * is never touched and nothing is downloaded).
  */
-async function stageAmbitContext(root: string, distSrc: string, context: string): Promise<void> {
-  await mkdir(join(context, 'dist'), { recursive: true });
+async function stageAmbitContext(root: string, distSrc: string, distNative: string, context: string): Promise<void> {
+  await mkdir(join(context, 'dist', 'native'), { recursive: true });
   for (const file of AMBIT_CONTEXT_FILES) if (existsSync(join(root, file))) await cp(join(root, file), join(context, file));
   await cp(distSrc, join(context, 'dist', 'src'), { recursive: true });
+  if (existsSync(distNative)) await cp(distNative, join(context, 'dist', 'native'), { recursive: true });
   await run(['cp', '-a', join(root, 'node_modules'), join(context, 'node_modules')], { timeoutMs: 5 * 60_000 });
   await run(['npm', 'prune', '--omit=dev', '--offline', '--ignore-scripts', '--no-audit', '--no-fund'], { cwd: context, timeoutMs: 5 * 60_000 });
 }
@@ -375,6 +379,7 @@ export async function ensureAmbitImage(opts: AmbitImageOptions = {}, cfg: ImageC
   const started = Date.now();
   const root = opts.root ?? repoRoot();
   const distSrc = opts.distSrc ?? compiledSourceDir();
+  const distNative = opts.distNative ?? join(root, 'dist', 'native');
   const name = opts.name ?? AMBIT_IMAGE;
   if (!existsSync(join(distSrc, 'sys', 'index.js'))) {
     throw new Error(`${distSrc} holds no compiled sources (sys/index.js); run \`npm run build\` first`);
@@ -383,12 +388,13 @@ export async function ensureAmbitImage(opts: AmbitImageOptions = {}, cfg: ImageC
   const base = await ensureBaseImage(cfg);
   const contextFiles: Record<string, string> = {};
   for (const file of AMBIT_CONTEXT_FILES) contextFiles[file] = existsSync(join(root, file)) ? sha256(await readFile(join(root, file))) : '';
-  const key = hashKey({ recipe: RECIPE_VERSION, name, base: base.key, contextFiles, distSrc: await treeDigest(distSrc) });
+  const native = existsSync(distNative) ? await treeDigest(distNative) : [];
+  const key = hashKey({ recipe: RECIPE_VERSION, name, base: base.key, contextFiles, distSrc: await treeDigest(distSrc), native });
   const { archive, built } = await cachedArchive(cfg, name, key, async (out) => {
     const work = await mkdtemp(join(cfg.cacheDir, '.ambit-image-'));
     try {
       const context = join(work, 'context');
-      await stageAmbitContext(root, distSrc, context);
+      await stageAmbitContext(root, distSrc, distNative, context);
       await loadIntoBuildah(base, cfg);
       await buildah(
         [

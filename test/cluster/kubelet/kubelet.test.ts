@@ -134,6 +134,7 @@ before(async () => {
     clusterDns: '10.96.0.10',
     clusterDomain: 'cluster.local',
     dataDir: join(DIR, 'kubelet'),
+    nodeFsRoot: join(DIR, 'rootfs'),
     syncRetryMs: 1_000,
     log: (s) => logLines.push(s),
   });

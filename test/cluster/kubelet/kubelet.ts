@@ -40,6 +40,11 @@ export interface KubeletOptions {
   clusterDomain: string;
   /** pod volumes (<dataDir>/pods/<uid>) and logs (<dataDir>/logs/<ns>_<name>_<uid>) */
   dataDir: string;
+  /**
+   * The node's filesystem root (../nodefs.ts): hostPath `P` of a pod is `<nodeFsRoot>/P`, never
+   * this machine's `P`. Created on demand by hostPath volumes that create.
+   */
+  nodeFsRoot: string;
   log?: (s: string) => void;
   /** pods the node accepts (status.capacity.pods); default 110 */
   maxPods?: number;
@@ -90,6 +95,7 @@ export class Kubelet {
     this.ctx = {
       node: { nodeName: o.nodeName, nodeIp: o.nodeIp, clusterDns: o.clusterDns, clusterDomain: o.clusterDomain, logRoot: join(o.dataDir, 'logs') },
       dataDir: o.dataDir,
+      nodeFsRoot: o.nodeFsRoot,
       cri: o.cri,
       api: o.api,
       events: new EventRecorder(o.api, o.nodeName, this.log),

@@ -26,6 +26,8 @@ import { materializeVolumes, planVolumes, VolumeError, type PlannedVolume } from
 export interface WorkerContext {
   node: NodeContext;
   dataDir: string;
+  /** the node's filesystem root: hostPath volumes resolve in it (see volumes.ts) */
+  nodeFsRoot: string;
   cri: CriClient;
   api: ApiClient;
   events: EventRecorder;
@@ -234,6 +236,7 @@ export class PodWorker {
       const plan = planVolumes({
         pod: this.pod,
         podDir: this.podDir,
+        nodeFsRoot: this.ctx.nodeFsRoot,
         hostIp: this.ctx.node.nodeIp,
         podIps: this.podIps,
         configMap: (n) => this.ctx.api.get('v1/configmaps', this.pod.metadata.namespace, n),
@@ -241,8 +244,7 @@ export class PodWorker {
         token: (aud, exp) => this.token(aud, exp),
         caPem: this.ctx.caPem,
       });
-      await materializeVolumes(plan);
-      this.volumes = plan;
+      this.volumes = await materializeVolumes(plan);
       this.volumesAt = Date.now();
       return true;
     } catch (err) {

@@ -1,8 +1,11 @@
 // Tests of pod volume planning (pure) and materialisation: configMap/secret keys and items with
-// modes, downwardAPI, the projected kube-api-access volume, errors that become FailedMount.
+// modes, downwardAPI, the projected kube-api-access volume, errors that become FailedMount, and
+// hostPath volumes in the node's own filesystem root (types, `..`, symlinks out of the root).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { KObject } from '../apiserver/types.js';
@@ -11,11 +14,12 @@ import { materializeVolumes, planVolumes, VolumeError, type VolumeInput } from '
 const cm: KObject = { metadata: { name: 'cfg' }, data: { a: 'A', b: 'B' } };
 const secret: KObject = { metadata: { name: 's' }, data: { pw: Buffer.from('hunter2').toString('base64') } };
 
-function input(volumes: object[], podDir = '/pods/u-1'): VolumeInput & { tokens: unknown[] } {
+function input(volumes: object[], podDir = '/pods/u-1', nodeFsRoot = '/nodes/n1/rootfs'): VolumeInput & { tokens: unknown[] } {
   const tokens: unknown[] = [];
   return {
     pod: { metadata: { name: 'web', namespace: 'shop', uid: 'u-1', labels: { app: 'web' } }, spec: { containers: [], volumes } },
     podDir,
+    nodeFsRoot,
     hostIp: '192.168.0.1',
     podIps: ['10.244.1.2'],
     configMap: (n) => (n === 'cfg' ? cm : undefined),
@@ -71,7 +75,7 @@ test('plans: paths per plugin, keys or items, modes, downward API and projected 
   assert.deepEqual(i.tokens, [{ aud: undefined, exp: 3607 }]);
   assert.equal(byName['kube-api-access-x']!.hostPath, '/pods/u-1/volumes/kubernetes.io~projected/kube-api-access-x');
   assert.deepEqual(byName.scratch, { name: 'scratch', kind: 'emptyDir', hostPath: '/pods/u-1/volumes/kubernetes.io~empty-dir/scratch' });
-  assert.deepEqual(byName.host, { name: 'host', kind: 'hostPath', hostPath: '/var/run/x', hostPathType: 'DirectoryOrCreate' });
+  assert.deepEqual(byName.host, { name: 'host', kind: 'hostPath', hostPath: '/nodes/n1/rootfs/var/run/x', hostPathType: 'DirectoryOrCreate', nodePath: '/var/run/x', nodeFsRoot: '/nodes/n1/rootfs' });
 });
 
 test('missing objects and keys fail with the FailedMount message; optional ones are skipped', () => {
@@ -99,6 +103,85 @@ test('materialising writes files with their modes, rewrites changes and removes 
     await materializeVolumes(planVolumes(j));
     assert.equal(await readFile(join(vol, 'a'), 'utf8'), 'B');
     assert.deepEqual(await readdir(join(vol, 'deep')), []);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('hostPath plans map the node path into the node fs root; `..` cannot climb out', () => {
+  const cases: [string, string][] = [
+    ['/etc/cni/net.d', '/r/etc/cni/net.d'],
+    ['/run/xtables.lock', '/r/run/xtables.lock'],
+    ['/', '/r'],
+    ['/../../etc', '/r/etc'],
+    ['/var/../../../../opt/cni/bin/', '/r/opt/cni/bin'],
+    ['relative/x', '/r/relative/x'],
+  ];
+  for (const [path, want] of cases) {
+    const [v] = planVolumes(input([{ name: 'h', hostPath: { path } }], '/pods/u-1', '/r'));
+    assert.equal(v!.hostPath, want, path);
+    assert.equal(v!.nodePath, path);
+  }
+  assert.throws(() => planVolumes(input([{ name: 'h', hostPath: { path: '' } }])), /hostPath\.path is empty/);
+});
+
+test('materialising hostPath volumes: types are checked and created in the node fs, symlinks stay inside it', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'kubelet-hostpath-'));
+  const root = join(dir, 'rootfs');
+  const outside = join(dir, 'outside');
+  try {
+    await mkdir(join(root, 'run'), { recursive: true });
+    await symlink('../run', join(root, 'var-run-link'));
+    await mkdir(join(root, 'var'), { recursive: true });
+    await symlink('../run', join(root, 'var', 'run'));
+    // What a pod could leave in a hostPath it writes: links pointing at the machine's files.
+    await symlink(outside, join(root, 'abs-escape'));
+    await symlink('../../outside', join(root, 'run', 'rel-escape'));
+    await writeFile(join(root, 'run', 'f'), 'x');
+    const sock = createServer();
+    await new Promise<void>((res) => sock.listen(join(root, 'run', 's.sock'), res));
+    try {
+      const vols = [
+        { name: 'doc', hostPath: { path: '/var/run/ambit', type: 'DirectoryOrCreate' } },
+        { name: 'foc', hostPath: { path: '/run/xtables.lock', type: 'FileOrCreate' } },
+        { name: 'dir', hostPath: { path: '/var/run', type: 'Directory' } },
+        { name: 'file', hostPath: { path: '/var/run/f', type: 'File' } },
+        { name: 'sock', hostPath: { path: '/var/run/s.sock', type: 'Socket' } },
+        { name: 'any', hostPath: { path: '/opt/cni/bin' } },
+        { name: 'abs', hostPath: { path: '/abs-escape/cni', type: 'DirectoryOrCreate' } },
+        { name: 'rel', hostPath: { path: '/run/rel-escape/x', type: 'FileOrCreate' } },
+      ];
+      const out = await materializeVolumes(planVolumes(input(vols, join(dir, 'pod'), root)));
+      const at = Object.fromEntries(out.map((v) => [v.name, v.hostPath]));
+      assert.equal(at.doc, join(root, 'run/ambit'), '/var/run is the node\'s ../run');
+      assert.ok((await stat(at.doc!)).isDirectory());
+      assert.equal(at.foc, join(root, 'run/xtables.lock'));
+      assert.ok((await stat(at.foc!)).isFile());
+      assert.equal(at.dir, join(root, 'run'));
+      assert.equal(at.file, join(root, 'run/f'));
+      assert.equal(at.sock, join(root, 'run/s.sock'));
+      assert.equal(at.any, join(root, 'opt/cni/bin'), "'' checks nothing and leaves creating to the runtime");
+      assert.equal(existsSync(at.any!), false);
+      // An absolute link is taken from the node's root, a relative one stops at it.
+      assert.equal(at.abs, join(root, dir, 'outside/cni'));
+      assert.equal(at.rel, join(root, 'outside/x'));
+      assert.equal(existsSync(outside), false, 'nothing was created outside the node fs');
+      for (const v of out) assert.ok(v.hostPath.startsWith(`${root}/`), v.name);
+    } finally {
+      sock.close();
+    }
+
+    const fails: [object, RegExp][] = [
+      [{ name: 'v', hostPath: { path: '/nope', type: 'Directory' } }, /hostPath type check failed: \/nope is not a directory/],
+      [{ name: 'v', hostPath: { path: '/run/f', type: 'Directory' } }, /is not a directory/],
+      [{ name: 'v', hostPath: { path: '/run', type: 'File' } }, /\/run is not a file/],
+      [{ name: 'v', hostPath: { path: '/run/f', type: 'Socket' } }, /is not a socket file/],
+      // /etc/hostname exists on the machine but not in the node fs.
+      [{ name: 'v', hostPath: { path: '/etc/hostname', type: 'File' } }, /\/etc\/hostname is not a file/],
+    ];
+    for (const [v, re] of fails) {
+      await assert.rejects(materializeVolumes(planVolumes(input([v], join(dir, 'pod'), root))), (e: Error) => e instanceof VolumeError && re.test(e.message), String(re));
+    }
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -3,9 +3,15 @@
 // <dataDir>/pods/<uid>/volumes/<plugin>/<name>, where the real kubelet keeps them too.
 // Supported: hostPath, emptyDir, configMap, secret, downwardAPI, projected (incl. the bound
 // service-account token, the cluster CA and the namespace of kube-api-access-*).
+//
+// hostPath volumes name paths on the NODE, and a local-cluster node is not this machine: each has
+// a filesystem root of its own (../nodefs.ts). hostPath `P` is `<nodeFsRoot>/P` — normalised so
+// `..` stops at the root, and with symlinks in the root followed inside it when the volume is set
+// up — so a pod never mounts, creates or type-checks the machine's real /etc, /opt or /run.
 import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, normalize } from 'node:path';
 import type { KObject } from '../apiserver/types.js';
+import { nodePath, resolveNodePath } from '../nodefs.js';
 import { configMapData, fieldRefValue, secretData } from './env.js';
 import type { Obj } from './spec.js';
 
@@ -29,19 +35,28 @@ export interface VolumeFile {
 
 export interface PlannedVolume {
   name: string;
-  /** the directory (or file, for hostPath) bind-mounted into containers */
+  /**
+   * The directory (or file, for hostPath) bind-mounted into containers. For hostPath: the spec's
+   * path under the node fs root — lexically in a plan, symlinks resolved once materialised.
+   */
   hostPath: string;
   kind: 'hostPath' | 'emptyDir' | 'files';
   /** kind files: the complete contents */
   files?: VolumeFile[];
   /** kind hostPath: the declared type ('', Directory, DirectoryOrCreate, File, FileOrCreate, ...) */
   hostPathType?: string;
+  /** kind hostPath: the path as the pod spec names it (on the node), e.g. /var/run/netns */
+  nodePath?: string;
+  /** kind hostPath: the node's filesystem root it resolves in */
+  nodeFsRoot?: string;
 }
 
 export interface VolumeInput {
   pod: KObject;
   /** <dataDir>/pods/<uid> */
   podDir: string;
+  /** the node's filesystem root: hostPath `P` is `<nodeFsRoot>/P` (see ../nodefs.ts) */
+  nodeFsRoot: string;
   hostIp: string;
   podIps: string[];
   configMap(name: string): KObject | undefined;
@@ -64,7 +79,11 @@ function pluginDir(input: VolumeInput, plugin: string, name: string): string {
 
 function planVolume(input: VolumeInput, v: Obj): PlannedVolume {
   const name: string = v.name;
-  if (v.hostPath) return { name, kind: 'hostPath', hostPath: v.hostPath.path, hostPathType: v.hostPath.type ?? '' };
+  if (v.hostPath) {
+    const path: string = v.hostPath.path ?? '';
+    if (!path) throw new VolumeError(name, 'hostPath.path is empty');
+    return { name, kind: 'hostPath', hostPath: nodePath(input.nodeFsRoot, path), hostPathType: v.hostPath.type ?? '', nodePath: path, nodeFsRoot: input.nodeFsRoot };
+  }
   if (v.emptyDir) return { name, kind: 'emptyDir', hostPath: pluginDir(input, 'empty-dir', name) };
   if (v.configMap) {
     const files = configMapFiles(input, name, v.configMap, v.configMap.defaultMode ?? DEFAULT_MODE);
@@ -153,45 +172,55 @@ function checkPath(volume: string, p: string): string {
 }
 
 /**
- * Creates what the plan describes. Files volumes are rewritten only where content or mode
- * changed, and keys that disappeared are removed, so a periodic call keeps them current.
+ * Creates what the plan describes and returns the plan to mount: the same, with each hostPath
+ * resolved inside its node fs root (a symlink on the way, e.g. the node's /var/run -> ../run or
+ * one a pod made, must not lead runc out of the root). Files volumes are rewritten only where
+ * content or mode changed, and keys that disappeared are removed, so a periodic call keeps them current.
  */
-export async function materializeVolumes(plan: PlannedVolume[]): Promise<void> {
+export async function materializeVolumes(plan: PlannedVolume[]): Promise<PlannedVolume[]> {
+  const out: PlannedVolume[] = [];
   for (const v of plan) {
     if (v.kind === 'emptyDir') {
       await mkdir(v.hostPath, { recursive: true, mode: 0o777 });
       await chmod(v.hostPath, 0o777);
+      out.push(v);
     } else if (v.kind === 'hostPath') {
-      await prepareHostPath(v);
+      out.push(await prepareHostPath(v));
     } else {
       await writeFilesVolume(v.hostPath, v.files ?? []);
+      out.push(v);
     }
   }
+  return out;
 }
 
-async function prepareHostPath(v: PlannedVolume): Promise<void> {
+/** Type check (or creation) of a hostPath in the node fs, as the kubelet does it on a node's `/`. */
+async function prepareHostPath(planned: PlannedVolume): Promise<PlannedVolume> {
+  if (planned.nodeFsRoot === undefined || planned.nodePath === undefined) throw new VolumeError(planned.name, 'hostPath volume planned without a node fs root');
+  const v = { ...planned, hostPath: await resolveNodePath(planned.nodeFsRoot, planned.nodePath) };
   const st = await stat(v.hostPath).catch(() => undefined);
+  const failed = (what: string) => new VolumeError(v.name, `hostPath type check failed: ${v.nodePath} is not ${what} (node fs: ${v.hostPath})`);
   switch (v.hostPathType) {
     case 'DirectoryOrCreate':
       if (!st) await mkdir(v.hostPath, { recursive: true, mode: 0o755 });
-      return;
+      return v;
     case 'FileOrCreate':
       if (!st) {
         await mkdir(dirname(v.hostPath), { recursive: true });
         await writeFile(v.hostPath, '', { mode: 0o644 });
       }
-      return;
+      return v;
     case 'Directory':
-      if (!st?.isDirectory()) throw new VolumeError(v.name, `hostPath type check failed: ${v.hostPath} is not a directory`);
-      return;
+      if (!st?.isDirectory()) throw failed('a directory');
+      return v;
     case 'File':
-      if (!st?.isFile()) throw new VolumeError(v.name, `hostPath type check failed: ${v.hostPath} is not a file`);
-      return;
+      if (!st?.isFile()) throw failed('a file');
+      return v;
     case 'Socket':
-      if (!st?.isSocket()) throw new VolumeError(v.name, `hostPath type check failed: ${v.hostPath} is not a socket file`);
-      return;
+      if (!st?.isSocket()) throw failed('a socket file');
+      return v;
     default:
-      return; // '' : no check, the runtime creates a missing directory
+      return v; // '' : no check, the runtime creates a missing directory (in the node fs: the path is resolved)
   }
 }
 

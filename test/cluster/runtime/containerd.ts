@@ -11,11 +11,18 @@
 // from the host — tests could not check for leftovers, and host tools could not enter pod netns.
 // With `--net` only, containerd shares the host mount namespace; all its mounts live under the
 // node's own directory (netns_mounts_under_state_dir), and stop() unmounts them.
+//
+// A node given a filesystem root of its own (`nodeFsRoot`, see ../nodefs.ts) keeps what a real
+// node has at fixed places there: the CNI conf and bin dirs at <root>/etc/cni/net.d and
+// <root>/opt/cni/bin, and the pod netns files at <root>/run/netns — containerd's netns dir
+// (<state>/io.containerd.grpc.v1.cri/netns) is a symlink to it, and it is a shared bind mount of
+// itself, so a container that mounts it with HostToContainer propagation sees pods made later.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, openSync, closeSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, rmdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { nodeFs } from '../nodefs.js';
 import { CriClient } from './cri.js';
 import { descendants, isRunning, listProcesses, mountsUnder, run, sleep, tail, waitFor } from './proc.js';
 
@@ -35,6 +42,12 @@ export interface ContainerdOptions {
   netns: string;
   /** The node's directory: config, root, state, socket, CNI config and IPAM state all live here. */
   dir: string;
+  /**
+   * The node's own filesystem root (../nodefs.ts, made by the caller). When set, the CNI conf and
+   * bin dirs and the pod netns dir are the node's /etc/cni/net.d, /opt/cni/bin and /run/netns in
+   * it, instead of dirs under `dir`. stop() unmounts the netns files there but leaves the root.
+   */
+  nodeFsRoot?: string;
   /** The node's pod CIDR, e.g. 10.244.1.0/24; host-local hands out pod IPs from it. */
   podCidr: string;
   /** Image reference of the sandbox (pause) image; must be imported before the first pod. */
@@ -55,9 +68,14 @@ export interface ContainerdOptions {
   startTimeoutMs?: number;
 }
 
-/** The paths of one node's runtime; derived from the node dir alone, so `down` can rebuild it after a crash. */
+/**
+ * The paths of one node's runtime; derived from the node dir (and the node fs root, which start
+ * records in the node dir), so `down` can rebuild them after a crash.
+ */
 export interface ContainerdPaths {
   dir: string;
+  /** the node's filesystem root, when it has one */
+  nodeFsRoot?: string;
   configPath: string;
   root: string;
   state: string;
@@ -66,8 +84,12 @@ export interface ContainerdPaths {
   cniConfDir: string;
   cniBinDir: string;
   cniIpamDir: string;
+  /** where containerd puts pod netns bind mounts (the node's /run/netns when it has a fs root) */
+  netnsDir: string;
   logPath: string;
   pidPath: string;
+  /** a file holding nodeFsRoot, so stop() after a crash finds the netns mounts in it */
+  nodeFsRecord: string;
 }
 
 export interface ContainerdInstance extends ContainerdPaths {
@@ -80,21 +102,37 @@ export interface ContainerdInstance extends ContainerdPaths {
   startMs: number;
 }
 
-export function containerdPaths(dir: string): ContainerdPaths {
+export function containerdPaths(dir: string, nodeFsRoot?: string): ContainerdPaths {
+  const state = join(dir, 'state');
+  const fs = nodeFsRoot === undefined ? undefined : nodeFs(nodeFsRoot);
   return {
     dir,
+    ...(nodeFsRoot === undefined ? {} : { nodeFsRoot }),
     configPath: join(dir, 'containerd.toml'),
     root: join(dir, 'root'),
-    state: join(dir, 'state'),
+    state,
     // Kept short: unix socket paths are limited to 107 bytes.
     socket: join(dir, 'containerd.sock'),
     runcRoot: join(dir, 'runc'),
-    cniConfDir: join(dir, 'cni', 'net.d'),
-    cniBinDir: join(dir, 'cni', 'bin'),
+    cniConfDir: fs?.cniConfDir ?? join(dir, 'cni', 'net.d'),
+    cniBinDir: fs?.cniBinDir ?? join(dir, 'cni', 'bin'),
     cniIpamDir: join(dir, 'cni', 'ipam'),
+    netnsDir: fs?.netnsDir ?? criNetnsDir(state),
     logPath: join(dir, 'containerd.log'),
     pidPath: join(dir, 'containerd.pid'),
+    nodeFsRecord: join(dir, 'node-fs-root'),
   };
+}
+
+/** Where containerd 1.6's CRI plugin makes pod netns files with netns_mounts_under_state_dir. */
+function criNetnsDir(state: string): string {
+  return join(state, 'io.containerd.grpc.v1.cri', 'netns');
+}
+
+/** The paths of a node dir, with the node fs root its containerd recorded at start (if any). */
+export async function recordedPaths(dir: string): Promise<ContainerdPaths> {
+  const root = (await readFile(containerdPaths(dir).nodeFsRecord, 'utf8').catch(() => '')).trim();
+  return containerdPaths(dir, root || undefined);
 }
 
 export function defaultBridgeName(node: string): string {
@@ -256,10 +294,29 @@ async function populateCniBinDir(binDir: string, extra: Record<string, string>):
   for (const [type, path] of Object.entries(extra)) await symlink(path, join(binDir, type));
 }
 
+/**
+ * Makes the node's /run/netns the dir containerd puts pod netns files in: a symlink from
+ * containerd's own netns dir, and a shared bind mount of itself. This machine's `/` is a private
+ * mount, so without the shared mount a netns file mounted after a container started would never
+ * show in that container's HostToContainer (rslave) hostPath mount of the dir.
+ */
+async function prepareNodeNetnsDir(paths: ContainerdPaths): Promise<void> {
+  const cri = criNetnsDir(paths.state);
+  await mkdir(paths.netnsDir, { recursive: true, mode: 0o755 });
+  if (!(await mountsUnder(paths.netnsDir)).includes(paths.netnsDir)) {
+    await run(['mount', '--bind', paths.netnsDir, paths.netnsDir], { timeoutMs: 10_000 });
+    await run(['mount', '--make-shared', paths.netnsDir], { timeoutMs: 10_000 });
+  }
+  await mkdir(join(paths.state, 'io.containerd.grpc.v1.cri'), { recursive: true });
+  await rm(cri, { recursive: true, force: true });
+  await symlink(paths.netnsDir, cri);
+}
+
 /** Writes the node's config and CNI files, starts containerd in the node netns and waits until the CRI is ready. */
 export async function startContainerd(opts: ContainerdOptions): Promise<ContainerdInstance> {
   if (!existsSync(`/run/netns/${opts.netns}`)) throw new Error(`network namespace ${opts.netns} does not exist (create it with ip netns add)`);
-  const paths = containerdPaths(opts.dir);
+  if (opts.nodeFsRoot !== undefined && !existsSync(opts.nodeFsRoot)) throw new Error(`node fs root ${opts.nodeFsRoot} does not exist (create it with createNodeFs)`);
+  const paths = containerdPaths(opts.dir, opts.nodeFsRoot);
   if (existsSync(paths.pidPath)) {
     throw new Error(`${opts.dir} holds a containerd pid file; stop it first (stopContainerd / cleanupNodeRuntime)`);
   }
@@ -267,6 +324,11 @@ export async function startContainerd(opts: ContainerdOptions): Promise<Containe
   if (bridgeName.length > 15) throw new Error(`bridge name ${bridgeName} is longer than 15 characters`);
   for (const d of [paths.root, paths.state, paths.runcRoot, paths.cniConfDir, paths.cniIpamDir, join(paths.dir, 'certs.d')]) {
     await mkdir(d, { recursive: true });
+  }
+  if (paths.nodeFsRoot !== undefined) {
+    // Recorded before anything is mounted there, so a crash at any later point is cleaned up.
+    await writeFile(paths.nodeFsRecord, `${paths.nodeFsRoot}\n`);
+    await prepareNodeNetnsDir(paths);
   }
   await populateCniBinDir(paths.cniBinDir, opts.extraCniPlugins ?? {});
   const conflist = renderCniConflist({ bridgeName, podCidr: opts.podCidr, ipamDataDir: paths.cniIpamDir, extraChain: opts.extraCniChain });
@@ -332,7 +394,7 @@ export interface StopOptions {
 
 /** Stops the node's pods, containerd and shims, unmounts everything under the node dir and removes it. */
 export async function stopContainerd(inst: Pick<ContainerdInstance, 'dir' | 'name'> & Partial<ContainerdInstance>, opts: StopOptions = {}): Promise<void> {
-  const paths = containerdPaths(inst.dir);
+  const paths = inst.nodeFsRoot !== undefined ? containerdPaths(inst.dir, inst.nodeFsRoot) : await recordedPaths(inst.dir);
   const timeoutMs = opts.timeoutMs ?? 20_000;
   const pid = inst.pid ?? (await readPid(paths.pidPath));
   const ours = pid !== undefined && (await isOurContainerd(pid, paths.configPath));
@@ -349,6 +411,8 @@ export async function stopContainerd(inst: Pick<ContainerdInstance, 'dir' | 'nam
   await waitFor('shims and their containers to exit', () => (shimTree.some(isRunning) ? undefined : true), timeoutMs).catch(() => undefined);
 
   await unmountAll(paths.dir);
+  // The node's /run/netns: pod netns files containerd did not unmount, then the shared bind itself.
+  if (paths.nodeFsRoot !== undefined) await unmountAll(paths.netnsDir);
   // What killed shims and skipped CNI DELs leave at fixed host paths, keyed by sandbox/task id.
   for (const id of taskIds) await removeHostFilesOf(paths.socket, id);
   await removeCgroups(join('ambit', inst.name)).catch(() => undefined);

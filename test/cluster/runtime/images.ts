@@ -26,8 +26,12 @@ export const PAUSE_IMAGE = 'localhost/ambit-pause:1';
 const RECIPE_VERSION = 1;
 
 export const DEBIAN_SUITE = 'bookworm';
-/** Added to minbase: what tests and `kubectl exec` sessions use (curl, ip, ps, dig, nc). */
-export const BASE_PACKAGES = ['ca-certificates', 'curl', 'iproute2', 'procps', 'bind9-dnsutils', 'netcat-openbsd'];
+/**
+ * Added to minbase: what tests and `kubectl exec` sessions use (curl, ip, ps, dig, nc), and what
+ * the ambit-agent runs in pod netns: iptables (legacy and nft variants), nft. minbase already has
+ * util-linux, whose nsenter the agent uses too.
+ */
+export const BASE_PACKAGES = ['ca-certificates', 'curl', 'iproute2', 'procps', 'bind9-dnsutils', 'netcat-openbsd', 'iptables', 'nftables'];
 
 export interface ImageCacheConfig {
   /** Where built archives live (default /var/cache/ambit/images, or $AMBIT_IMAGE_CACHE). */
