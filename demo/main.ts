@@ -100,10 +100,30 @@ async function main(): Promise<number> {
     await step(['exec', '-n', 'shop', 'client', '--', 'dig', '+short', 'SRV', '_http._tcp.echo.shop.svc.cluster.local']);
     await step(['logs', '-n', 'shop', remote.metadata.name, '--tail=3']);
 
-    console.log(dim('\n# install Ambit the way a user does (the control plane and CRDs today; the node agent comes next):'));
+    console.log(dim('\n# install Ambit the way a user does: CRDs, the control plane, the node agent (DaemonSet):'));
     await step(['apply', '-f', join(here, '..', '..', 'daemonset')]);
     await step(['rollout', 'status', 'deployment/ambit-control', '-n', 'ambit-system', '--timeout=120s']);
+    await step(['rollout', 'status', 'daemonset/ambit-agent', '-n', 'ambit-system', '--timeout=120s']);
     await step(['get', 'pods', '-n', 'ambit-system', '-o', 'wide']);
+
+    console.log(dim('\n# opt the namespace in: its running pods are enrolled in place (same pods, no restart):'));
+    await step(['label', 'namespace', 'shop', 'ambit.dev/dataplane-mode=ambient']);
+    const agentOnClient = JSON.parse((await kubectl(['get', 'pods', '-n', 'ambit-system', '-l', 'app=ambit-agent', '--field-selector', `spec.nodeName=${clientNode}`, '-o', 'json'], true)).out).items[0]?.metadata.name as string | undefined;
+    const agentGet = (port: number, path: string) => kubectl(['exec', '-n', 'ambit-system', agentOnClient ?? 'missing', '--', 'curl', '-sS', '--noproxy', '*', `http://127.0.0.1:${port}${path}`], true);
+    for (let i = 0; i < 60; i++) {
+      const state = await agentGet(15021, '/debug/state');
+      if (state.code === 0 && (JSON.parse(state.out) as Array<{ name: string; state: string }>).some((p) => p.name === 'client' && p.state === 'enrolled')) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    await step(['get', 'pods', '-n', 'shop', '-o', 'wide']);
+    console.log(dim('\n# the same calls again, now captured inside the client pod (15001 outbound, 15053 DNS):'));
+    await step(['exec', '-n', 'shop', 'client', '--', 'curl', '-sS', '--max-time', '5', 'http://echo/captured']);
+    await step(['exec', '-n', 'shop', 'client', '--', 'curl', '-sS', '--max-time', '5', `http://${remote.status.podIP}:8080/captured`]);
+    console.log(dim(`\n# what the agent on ${clientNode} counted (node metrics on :15020):`));
+    const metrics = await agentGet(15020, '/metrics');
+    console.log(metrics.out.split('\n').filter((l) => /^ambit_agent_(enrolled_pods|captured_connections_total|dns_queries_total|cni_requests_total)/.test(l)).join('\n'));
+    console.log(dim('\n# kubelet probes still pass: they reach the pods from the probe SNAT address, not captured:'));
+    await step(['logs', '-n', 'shop', remote.metadata.name, '--tail=2']);
     console.log(dim('\n# the mesh CA (generated on first start, kept in a Secret) publishes its root for agents:'));
     await step(['get', 'configmap', 'ambit-root-cert', '-n', 'ambit-system', '-o', 'jsonpath={.data}']);
     console.log();

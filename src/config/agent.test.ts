@@ -11,7 +11,7 @@ test('defaults: only the node name is required', () => {
   assert.deepEqual(r.config.readinessAddress, { host: '0.0.0.0', port: 15021 });
   assert.equal(r.config.cniConfDir, '/etc/cni/net.d');
   assert.equal(r.config.cniBinDir, '/opt/cni/bin');
-  assert.equal(r.config.cniSocket, '@ambit-cni');
+  assert.equal(r.config.cniSocket, '@ambit/cni');
   assert.deepEqual(r.config.cniExcludeNamespaces, ['kube-system']);
   assert.equal(r.config.netnsDir, '/var/run/netns');
   assert.equal(r.config.redirectBackend, 'auto');

@@ -15,7 +15,7 @@
  * | --cni-conf-dir | AMBIT_CNI_CONF_DIR | /etc/cni/net.d |
  * | --cni-bin-dir | AMBIT_CNI_BIN_DIR | /opt/cni/bin |
  * | --cni-plugin | AMBIT_CNI_PLUGIN | /opt/ambit/dist/native/ambit-cni (in the image) |
- * | --cni-socket | AMBIT_CNI_SOCKET | @ambit-cni (abstract: one per network namespace, so per node) |
+ * | --cni-socket | AMBIT_CNI_SOCKET | @ambit/cni (abstract: one per network namespace, so per node) |
  * | --cni-exclude-namespaces | AMBIT_CNI_EXCLUDE_NAMESPACES | kube-system |
  * | --netns-dir | AMBIT_NETNS_DIR | /var/run/netns (the runtime's pod netns mounts) |
  * | --redirect-backend | AMBIT_REDIRECT_BACKEND | auto (detected per node: iptables-legacy, iptables-nft or nft) |
@@ -70,7 +70,7 @@ export function parseAgentConfig(env: Readonly<Record<string, string | undefined
   const cniConfDir = r.path('cni-conf-dir', 'AMBIT_CNI_CONF_DIR', '/etc/cni/net.d');
   const cniBinDir = r.path('cni-bin-dir', 'AMBIT_CNI_BIN_DIR', '/opt/cni/bin');
   const cniPlugin = r.path('cni-plugin', 'AMBIT_CNI_PLUGIN', '/opt/ambit/dist/native/ambit-cni');
-  const cniSocket = r.setting('cni-socket', 'AMBIT_CNI_SOCKET', '@ambit-cni');
+  const cniSocket = r.setting('cni-socket', 'AMBIT_CNI_SOCKET', '@ambit/cni');
   if (!cniSocket.value.startsWith('/') && !/^@[\w./-]{1,100}$/.test(cniSocket.value)) {
     r.errors.push(`${cniSocket.from}="${cniSocket.value}" is neither an absolute socket path nor @name (an abstract socket)`);
   }

@@ -1,7 +1,8 @@
 /**
  * Metrics: one prom-client Registry per program (never the library's global one, so tests can
  * run several programs in one process), the control plane's metric set, and the small HTTP
- * server that serves `/metrics` (Prometheus text), `/ready` (readiness) and `/healthz` (liveness).
+ * server that serves `/metrics` (Prometheus text), `/ready` (readiness), `/healthz` (liveness) and,
+ * when given, `/debug/state` (JSON).
  */
 import http from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
@@ -41,7 +42,14 @@ export interface Readiness {
 }
 
 /** Serves /metrics, /ready and /healthz; resolves once listening (fails loudly when it cannot bind). */
-export async function startAdminServer(opts: { host: string; port: number; registry: Registry; readiness: () => Readiness }): Promise<http.Server & { boundPort: number }> {
+export async function startAdminServer(opts: {
+  host: string;
+  port: number;
+  registry: Registry;
+  readiness: () => Readiness;
+  /** served as JSON on /debug/state (the agent's per-pod enrolment, for operators and tests) */
+  debug?: () => unknown;
+}): Promise<http.Server & { boundPort: number }> {
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -58,6 +66,10 @@ export async function startAdminServer(opts: { host: string; port: number; regis
     if (path === '/ready') {
       const r = opts.readiness();
       res.writeHead(r.ready ? 200 : 503, { 'Content-Type': 'text/plain' }).end(r.ready ? 'ready\n' : `not ready: ${r.reason}\n`);
+      return;
+    }
+    if (path === '/debug/state' && opts.debug) {
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end(`${JSON.stringify(opts.debug(), null, 1)}\n`);
       return;
     }
     if (path === '/healthz') {

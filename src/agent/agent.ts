@@ -1,0 +1,282 @@
+/**
+ * ambit-agent composed: the node's enrolment (Enroller) wired to the real effects — the pod netns
+ * finder, the in-pod redirection executor, the in-pod listeners, the host's probe SNAT — fed by
+ * watches of this node's Pods and of Namespaces, answering the CNI plugin, and keeping the plugin
+ * installed in the node's CNI chain. src/main/agent.ts builds one from the environment; tests may
+ * build one in process.
+ *
+ * Start order matters for "fail closed": the CNI server listens before the plugin is installed
+ * (an installed plugin with nobody answering would hold every new pod), and readiness waits for
+ * both the plugin and the first reconcile of the node's pods.
+ *
+ * Stop has two meanings. A restart or upgrade (the DaemonSet still exists) leaves the rules and the
+ * plugin in place: enrolled pods keep their capture (new connections fail until the next agent
+ * listens) and new pods in enrolled namespaces wait. An uninstall removes the plugin, every pod's
+ * rules and the node's probe SNAT, so nothing of Ambit remains on the node.
+ */
+import { readFile } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { AgentConfig } from '../config/agent.js';
+import { resolverFromResolvConf } from '../config/agent.js';
+import type { HostPort } from '../config/settings.js';
+import { installCni, uninstallCni } from '../cni/install.js';
+import type { KubeConnection } from '../k8s/client.js';
+import { RESOURCES } from '../k8s/resources.js';
+import { WatchedCollection, type ListWatchTransport } from '../k8s/watch.js';
+import { InPodProxy, addStats, emptyStats, type InPodStats } from '../proxy/index.js';
+import type { KubeObject, PodObject } from '../state/objects.js';
+import { CniServer } from './cni-server.js';
+import { Enroller, NetnsFinder, type EnrolEffects, type PodRef, type PodSnapshot } from './enrol/index.js';
+import type { AgentMetrics } from './metrics.js';
+import {
+  applyRedirection,
+  decideBackend,
+  hostRunner,
+  inspectRedirection,
+  probeNode,
+  redirectConfig,
+  removeHostProbeSnat,
+  removeRedirection,
+  syncHostProbeSnat,
+  type Backend,
+  type RedirectConfig,
+} from './redirect/index.js';
+
+export interface AgentOptions {
+  config: AgentConfig;
+  kube: KubeConnection | ListWatchTransport;
+  /** GET a pod (the CNI ADD that beats the watch); omitted: such an ADD waits for the watch */
+  getPod?: (namespace: string, name: string) => Promise<PodObject | undefined>;
+  log: Logger;
+  metrics: AgentMetrics;
+  /** how often the plugin's install and the host's probe SNAT are checked again (default 10 s) */
+  maintainEveryMs?: number;
+}
+
+export interface AgentReadiness {
+  ready: boolean;
+  reason: string;
+}
+
+export class Agent {
+  private readonly proxies = new Map<string, InPodProxy>();
+  /** stats of closed proxies, so the captured-traffic counters never go down */
+  private retired: InPodStats = emptyStats();
+  private cniInstalled = false;
+  private cniProblem = 'the CNI plugin is not installed yet';
+  private maintainTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  private constructor(
+    private readonly opts: AgentOptions,
+    readonly backend: Backend,
+    readonly redirect: RedirectConfig,
+    readonly enroller: Enroller,
+    private readonly pods: WatchedCollection<PodObject>,
+    private readonly namespaces: WatchedCollection<KubeObject>,
+    private readonly cni: CniServer,
+  ) {}
+
+  static async start(opts: AgentOptions): Promise<Agent> {
+    const { config, log, metrics } = opts;
+    const evidence = await probeNode(hostRunner);
+    const decision = decideBackend(config.redirectBackend, evidence);
+    log.info({ backend: decision.value, why: decision.reason }, 'redirection backend chosen');
+    const redirect = redirectConfig({ dnsCapture: config.dnsCapture });
+    const upstream = config.dnsUpstream ?? (await readResolver(log));
+
+    const finder = new NetnsFinder({ netnsDir: config.netnsDir, log });
+    const holder: { agent?: Agent } = {};
+    const effects: EnrolEffects = {
+      findNetns: (pod, hint) => finder.find(pod, hint),
+      applyRedirection: (netns) => timed(metrics, 'apply', () => applyRedirection(netns, { backend: decision.value, config: redirect })),
+      removeRedirection: (netns) => timed(metrics, 'remove', () => removeRedirection(netns, redirect)),
+      hasRedirection: async (netns) => {
+        const p = await inspectRedirection(netns, redirect);
+        return p['iptables-legacy'] || p['iptables-nft'] || p.nft || p.routing[4] || p.routing[6];
+      },
+      openProxy: async (netns, pod) => holder.agent!.openProxy(netns, pod, upstream),
+      syncProbeSnat: (ips) => syncHostProbeSnat(ips, { backend: decision.value, config: redirect }),
+      ...(opts.getPod ? { lookupPod: opts.getPod } : {}),
+    };
+    const enroller = new Enroller({ nodeName: config.nodeName, effects, metrics, log: log.child({ component: 'enrol' }) });
+
+    const onChange = (): void => holder.agent?.reconcileSoon();
+    const pods = new WatchedCollection<PodObject>({
+      resource: RESOURCES.pods,
+      transport: opts.kube,
+      fieldSelector: `spec.nodeName=${config.nodeName}`,
+      sink: onChange,
+      resyncMs: config.resyncMs,
+      onRestart: (reason, err) => log.warn({ err, reason }, 'pod watch restarted'),
+    });
+    const namespaces = new WatchedCollection<KubeObject>({
+      resource: RESOURCES.namespaces,
+      transport: opts.kube,
+      sink: onChange,
+      resyncMs: config.resyncMs,
+      onRestart: (reason, err) => log.warn({ err, reason }, 'namespace watch restarted'),
+    });
+
+    const cni = await CniServer.start({
+      socketPath: config.cniSocket,
+      handlers: {
+        enrol: (req) => enroller.onCniAdd(req),
+        release: (req) => enroller.onCniDel(req),
+        check: async (req) => {
+          const entry = enroller.snapshot().find((p) => p.uid === req.pod.uid || (p.namespace === req.pod.namespace && p.name === req.pod.name));
+          if (!entry || entry.want !== 'enrolled') return { ok: true };
+          if (entry.state !== 'enrolled') return { ok: false, problem: `the pod is ${entry.state}${entry.lastError ? `: ${entry.lastError}` : ''}` };
+          return (await effects.hasRedirection(entry.netns!)) ? { ok: true } : { ok: false, problem: 'the redirection rules are missing from the pod netns' };
+        },
+      },
+      log: log.child({ component: 'cni' }),
+      onRequest: (r) => metrics.recordCniRequest(r),
+    });
+
+    const agent = new Agent(opts, decision.value, redirect, enroller, pods, namespaces, cni);
+    holder.agent = agent;
+    agent.registerTrafficMetrics(metrics.registry);
+    pods.start();
+    namespaces.start();
+    await agent.maintain();
+    agent.maintainTimer = setInterval(() => void agent.maintain(), opts.maintainEveryMs ?? 10_000);
+    agent.maintainTimer.unref();
+    void Promise.all([pods.synced, namespaces.synced]).then(() => agent.reconcileSoon());
+    return agent;
+  }
+
+  readiness(): AgentReadiness {
+    if (!this.cniInstalled) return { ready: false, reason: this.cniProblem };
+    if (!this.pods.isSynced || !this.namespaces.isSynced) return { ready: false, reason: 'waiting for the pod and namespace watches to sync' };
+    if (!this.enroller.ready()) return { ready: false, reason: "reconciling the node's pods" };
+    return { ready: true, reason: '' };
+  }
+
+  /** Per-pod enrolment state, for the admin endpoint and tests. */
+  snapshot(): PodSnapshot[] {
+    return this.enroller.snapshot();
+  }
+
+  /** What the in-pod listeners relayed so far, over every pod this agent has served. */
+  trafficStats(): InPodStats {
+    let total = this.retired;
+    for (const p of this.proxies.values()) total = addStats(total, p.stats());
+    return total;
+  }
+
+  /**
+   * Stops the agent. `uninstall`: also remove the CNI plugin, every pod's redirection and the
+   * host's probe SNAT (the DaemonSet is gone). Otherwise everything stays for the next agent.
+   */
+  async stop(opts: { uninstall: boolean }): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearInterval(this.maintainTimer);
+    this.pods.stop();
+    this.namespaces.stop();
+    const { log, config } = this.opts;
+    if (opts.uninstall) {
+      // The plugin first: from now on new pods start unmeshed instead of waiting for an agent that never comes.
+      await uninstallCni({ confDir: config.cniConfDir, binDir: config.cniBinDir }).catch((err: Error) => log.error({ err }, 'could not remove ambit-cni from the CNI chain'));
+    }
+    await this.cni.close();
+    const enrolled = this.enroller.snapshot().filter((p) => p.netns && p.state === 'enrolled');
+    await this.enroller.stop({ closeListeners: false });
+    if (opts.uninstall) {
+      for (const p of enrolled) {
+        await removeRedirection(p.netns!, this.redirect).catch((err: Error) => log.error({ err, pod: `${p.namespace}/${p.name}` }, 'could not remove the redirection'));
+      }
+      await removeHostProbeSnat({ config: this.redirect }).catch((err: Error) => log.error({ err }, 'could not remove the host probe SNAT'));
+      log.info({ pods: enrolled.length }, 'uninstalled: CNI plugin, pod redirection and probe SNAT removed');
+    }
+    for (const p of this.proxies.values()) p.close();
+  }
+
+  private reconcileSoon(): void {
+    if (this.stopped || !this.pods.isSynced || !this.namespaces.isSynced) return;
+    const labels = new Map<string, Record<string, string>>();
+    for (const ns of this.namespaces.list()) if (ns.metadata.name) labels.set(ns.metadata.name, ns.metadata.labels ?? {});
+    void this.enroller.reconcile(this.pods.list(), labels).catch((err: Error) => this.opts.log.error({ err }, 'reconcile failed'));
+  }
+
+  private async openProxy(netns: string, pod: PodRef, upstream: HostPort | undefined): Promise<{ close(): Promise<void> }> {
+    const key = pod.uid || `${pod.namespace}/${pod.name}`;
+    const proxy = await InPodProxy.open(netns, pod, {
+      config: this.redirect,
+      log: this.opts.log.child({ component: 'proxy', pod: `${pod.namespace}/${pod.name}` }),
+      dnsUpstream: () => upstream,
+    });
+    this.proxies.set(key, proxy);
+    return {
+      close: async () => {
+        proxy.close();
+        if (this.proxies.get(key) === proxy) this.proxies.delete(key);
+        // Established connections keep running after close(); their bytes count once they end.
+        void proxy.idle().then(() => (this.retired = addStats(this.retired, proxy.stats())));
+      },
+    };
+  }
+
+  /** Keeps the plugin installed (a rewritten conflist loses our entry) and the probe SNAT first in line. */
+  private async maintain(): Promise<void> {
+    const { config, log } = this.opts;
+    try {
+      const r = await installCni({
+        confDir: config.cniConfDir,
+        binDir: config.cniBinDir,
+        binary: config.cniPlugin,
+        entry: { agentSocket: config.cniSocket, excludeNamespaces: config.cniExcludeNamespaces },
+      });
+      if (r.conflistChanged || r.pluginChanged || !this.cniInstalled) log.info({ conflist: r.conflist, plugin: r.plugin }, 'ambit-cni installed in the node CNI chain');
+      this.cniInstalled = true;
+    } catch (err) {
+      this.cniProblem = (err as Error).message;
+      if (this.cniInstalled) log.error({ err }, 'ambit-cni is no longer installed');
+      else log.warn({ err }, 'cannot install ambit-cni yet; retrying');
+      this.cniInstalled = false;
+    }
+    if (!this.enroller.ready()) return;
+    // kube-proxy restarting puts its jump ahead of ours; a periodic sync puts ours first again.
+    const ips = this.enroller.snapshot().filter((p) => p.state === 'enrolled').flatMap((p) => p.ips);
+    await syncHostProbeSnat(ips, { backend: this.backend, config: this.redirect }).catch((err: Error) => log.error({ err }, 'could not sync the host probe SNAT'));
+  }
+
+  /** Captured connections and bytes as counters, read from the listeners when Prometheus scrapes. */
+  private registerTrafficMetrics(registry: Registry): void {
+    const m = this.opts.metrics;
+    let last = emptyStats();
+    const collect = (): void => {
+      const now = this.trafficStats();
+      m.capturedConnections.inc({ direction: 'outbound' }, now.outbound.opened - last.outbound.opened);
+      m.capturedConnections.inc({ direction: 'inbound' }, now.inbound.opened - last.inbound.opened);
+      m.capturedBytesTotal.inc({ direction: 'outbound' }, bytes(now.outbound) - bytes(last.outbound));
+      m.capturedBytesTotal.inc({ direction: 'inbound' }, bytes(now.inbound) - bytes(last.inbound));
+      m.dnsQueries.inc(now.dnsUdp.queries + now.dns.opened - last.dnsUdp.queries - last.dns.opened);
+      last = now;
+    };
+    // prom-client calls collect() of every metric on scrape; hooking one is enough.
+    const metric = registry.getSingleMetric('ambit_agent_captured_connections_total') as unknown as { collect?: () => void };
+    metric.collect = collect;
+  }
+}
+
+const bytes = (s: { bytesFromDownstream: number; bytesToDownstream: number }): number => s.bytesFromDownstream + s.bytesToDownstream;
+
+async function timed<T>(metrics: AgentMetrics, operation: 'apply' | 'remove', fn: () => Promise<T>): Promise<T> {
+  const end = metrics.ruleProgramming.startTimer({ operation });
+  try {
+    return await fn();
+  } finally {
+    end();
+  }
+}
+
+async function readResolver(log: Logger): Promise<HostPort | undefined> {
+  const text = await readFile('/etc/resolv.conf', 'utf8').catch(() => '');
+  const upstream = resolverFromResolvConf(text);
+  if (upstream) log.info({ upstream }, 'captured DNS goes to the cluster resolver from resolv.conf');
+  else log.warn('no nameserver in /etc/resolv.conf: captured DNS queries cannot be answered; set --dns-upstream');
+  return upstream;
+}
