@@ -26,6 +26,7 @@ import { RESOURCES } from '../k8s/resources.js';
 import { WatchedCollection, type ListWatchTransport } from '../k8s/watch.js';
 import { InPodProxy, addStats, emptyStats, type InPodStats } from '../proxy/index.js';
 import type { KubeObject, PodObject } from '../state/objects.js';
+import { peerCredentials, socketFd } from '../sys/index.js';
 import { CniServer } from './cni-server.js';
 import { Enroller, NetnsFinder, type EnrolEffects, type PodRef, type PodSnapshot } from './enrol/index.js';
 import type { AgentMetrics } from './metrics.js';
@@ -133,6 +134,11 @@ export class Agent {
       },
       log: log.child({ component: 'cni' }),
       onRequest: (r) => metrics.recordCniRequest(r),
+      // Any process in the node's netns can reach an abstract socket; only root (the runtime) may ask.
+      verifyPeer: (sock) => {
+        const { uid, pid } = peerCredentials(socketFd(sock));
+        return uid === 0 ? undefined : `the caller (pid ${pid}, uid ${uid}) is not root; only the container runtime runs ambit-cni`;
+      },
     });
 
     const agent = new Agent(opts, decision.value, redirect, enroller, pods, namespaces, cni);

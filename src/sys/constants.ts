@@ -25,6 +25,7 @@ export const SOL_IPV6 = 41;
 /** SOL_SOCKET options. */
 export const SO_REUSEADDR = 2;
 export const SO_TYPE = 3;
+export const SO_PEERCRED = 17;
 export const SO_ERROR = 4;
 export const SO_REUSEPORT = 15;
 export const SO_MARK = 36;

@@ -40,6 +40,7 @@ import {
   SO_DOMAIN,
   SO_MARK,
   SO_ORIGINAL_DST,
+  SO_PEERCRED,
   SO_REUSEADDR,
   SO_REUSEPORT,
 } from './constants.js';
@@ -215,6 +216,25 @@ function originalDst(fd: number, level: number, name: number, label: string): So
   const len = uint32Buffer(addr.length);
   check(libc().getsockopt(fd, level, name, addr, len), `getsockopt ${label}`, () => `getsockopt(fd ${fd}, ${label})`);
   return decodeSockaddr(addr);
+}
+
+/** Who is at the other end of a unix socket: SO_PEERCRED (pid, uid, gid as of connect()). */
+export interface PeerCredentials {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+/**
+ * SO_PEERCRED of a connected unix socket (`socketFd(sock)`): the kernel's record of the connecting
+ * process, which it cannot forge. The agent's CNI socket answers root only with it.
+ */
+export function peerCredentials(fd: number): PeerCredentials {
+  const cred = Buffer.alloc(12); // struct ucred { pid_t pid; uid_t uid; gid_t gid; }
+  const len = uint32Buffer(cred.length);
+  check(libc().getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, len), 'getsockopt SO_PEERCRED', () => `getsockopt(fd ${fd}, SO_PEERCRED)`);
+  const read = (offset: number): number => (HOST_LE ? cred.readInt32LE(offset) : cred.readInt32BE(offset)) >>> 0;
+  return { pid: read(0), uid: read(4), gid: read(8) };
 }
 
 /** The local address a socket is bound to (getsockname), e.g. to learn a kernel-picked port. */
