@@ -18,6 +18,8 @@ declare -A need=(
   [curl]=curl
   [gcc]=gcc
   [/usr/lib/x86_64-linux-gnu/libc.a]=libc6-dev
+  [haproxy]=haproxy   # the L4 benchmark's reference proxy chain
+  [tcpdump]=tcpdump   # the mesh test looks for plaintext on the underlay
 )
 missing=()
 for probe in "${!need[@]}"; do
