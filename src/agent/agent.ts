@@ -27,7 +27,11 @@ import { WatchedCollection, type ListWatchTransport } from '../k8s/watch.js';
 import { InPodProxy, addStats, emptyStats, type InPodStats } from '../proxy/index.js';
 import type { KubeObject, PodObject } from '../state/objects.js';
 import { peerCredentials, socketFd } from '../sys/index.js';
+import { MeshProxy } from '../proxy/mesh/node.js';
 import { CniServer } from './cni-server.js';
+import { AgentCertMetrics, CertificateManager } from './certs.js';
+import { ControlLink } from './control-link.js';
+import { MeshConfig } from './mesh-config.js';
 import { Enroller, NetnsFinder, type EnrolEffects, type PodRef, type PodSnapshot } from './enrol/index.js';
 import type { AgentMetrics } from './metrics.js';
 import {
@@ -49,6 +53,8 @@ export interface AgentOptions {
   kube: KubeConnection | ListWatchTransport;
   /** GET a pod (the CNI ADD that beats the watch); omitted: such an ADD waits for the watch */
   getPod?: (namespace: string, name: string) => Promise<PodObject | undefined>;
+  /** GET the control plane's roots from the API (before the kubelet has mounted them) */
+  getRootCert?: () => Promise<string | undefined>;
   log: Logger;
   metrics: AgentMetrics;
   /** how often the plugin's install and the host's probe SNAT are checked again (default 10 s) */
@@ -77,6 +83,10 @@ export class Agent {
     private readonly pods: WatchedCollection<PodObject>,
     private readonly namespaces: WatchedCollection<KubeObject>,
     private readonly cni: CniServer,
+    readonly mesh: MeshConfig,
+    readonly certs: CertificateManager,
+    private readonly control: ControlLink,
+    readonly proxy: MeshProxy,
   ) {}
 
   static async start(opts: AgentOptions): Promise<Agent> {
@@ -87,17 +97,42 @@ export class Agent {
     const redirect = redirectConfig({ dnsCapture: config.dnsCapture });
     const upstream = config.dnsUpstream ?? (await readResolver(log));
 
+    // The mesh: config and certificates from ambit-control. Never awaited here: enrolment (capture)
+    // needs no control plane; connections wait for a certificate or use the last config held.
+    const mesh = new MeshConfig({ log: log.child({ component: 'mesh-config' }) });
+    const control = ControlLink.start({
+      node: config.nodeName,
+      address: config.controlAddress,
+      serverName: config.controlServerName,
+      rootsFile: config.controlRoots,
+      tokenFile: config.tokenFile,
+      log: log.child({ component: 'control' }),
+      mesh,
+      ...(opts.getRootCert ? { fetchRoots: opts.getRootCert } : {}),
+    });
+    const certs: CertificateManager = new CertificateManager({
+      signer: control,
+      log: log.child({ component: 'certs' }),
+      metrics: new AgentCertMetrics(metrics.registry, () => certs),
+      ttlSeconds: Math.round(config.certTtlMs / 1000),
+    });
+    const proxy = new MeshProxy({ view: mesh.liveView(), credentials: certs, log: log.child({ component: 'proxy' }), registry: metrics.registry, certificateWaitMs: config.certWaitMs });
+
     const finder = new NetnsFinder({ netnsDir: config.netnsDir, log });
     const holder: { agent?: Agent } = {};
     const effects: EnrolEffects = {
       findNetns: (pod, hint) => finder.find(pod, hint),
-      applyRedirection: (netns) => timed(metrics, 'apply', () => applyRedirection(netns, { backend: decision.value, config: redirect })),
-      removeRedirection: (netns) => timed(metrics, 'remove', () => removeRedirection(netns, redirect)),
+      // (the enroller times both into ambit_agent_rule_programming_seconds)
+      applyRedirection: (netns, opts) => applyRedirection(netns, { backend: decision.value, config: redirect }, opts),
+      removeRedirection: (netns) => removeRedirection(netns, redirect),
       hasRedirection: async (netns) => {
         const p = await inspectRedirection(netns, redirect);
         return p['iptables-legacy'] || p['iptables-nft'] || p.nft || p.routing[4] || p.routing[6];
       },
-      openProxy: async (netns, pod) => holder.agent!.openProxy(netns, pod, upstream),
+      openProxy: async (netns, pod) => {
+        if (pod.uid) certs.ensure(pod);
+        return holder.agent!.openProxy(netns, pod, upstream);
+      },
       syncProbeSnat: (ips) => syncHostProbeSnat(ips, { backend: decision.value, config: redirect }),
       ...(opts.getPod ? { lookupPod: opts.getPod } : {}),
     };
@@ -141,7 +176,7 @@ export class Agent {
       },
     });
 
-    const agent = new Agent(opts, decision.value, redirect, enroller, pods, namespaces, cni);
+    const agent = new Agent(opts, decision.value, redirect, enroller, pods, namespaces, cni, mesh, certs, control, proxy);
     holder.agent = agent;
     agent.registerTrafficMetrics(metrics.registry);
     pods.start();
@@ -190,6 +225,8 @@ export class Agent {
     await this.cni.close();
     const enrolled = this.enroller.snapshot().filter((p) => p.netns && p.state === 'enrolled');
     await this.enroller.stop({ closeListeners: false });
+    this.control.close();
+    this.certs.close();
     if (opts.uninstall) {
       for (const p of enrolled) {
         await removeRedirection(p.netns!, this.redirect).catch((err: Error) => log.error({ err, pod: `${p.namespace}/${p.name}` }, 'could not remove the redirection'));
@@ -198,6 +235,7 @@ export class Agent {
       log.info({ pods: enrolled.length }, 'uninstalled: CNI plugin, pod redirection and probe SNAT removed');
     }
     for (const p of this.proxies.values()) p.close();
+    await this.proxy.close();
   }
 
   private reconcileSoon(): void {
@@ -209,15 +247,21 @@ export class Agent {
 
   private async openProxy(netns: string, pod: PodRef, upstream: HostPort | undefined): Promise<{ close(): Promise<void> }> {
     const key = pod.uid || `${pod.namespace}/${pod.name}`;
+    const mesh = this.proxy.forPod(pod);
     const proxy = await InPodProxy.open(netns, pod, {
       config: this.redirect,
       log: this.opts.log.child({ component: 'proxy', pod: `${pod.namespace}/${pod.name}` }),
       dnsUpstream: () => upstream,
+      handlers: mesh.handlers,
+      dnsAnswer: mesh.dnsAnswer,
     });
     this.proxies.set(key, proxy);
     return {
       close: async () => {
         proxy.close();
+        if (pod.uid) this.certs.release(pod.uid);
+        // Open tunnels run on (un-enrolment must not cut connections); the server takes no new ones.
+        void mesh.close(3600_000);
         if (this.proxies.get(key) === proxy) this.proxies.delete(key);
         // Established connections keep running after close(); their bytes count once they end.
         void proxy.idle().then(() => (this.retired = addStats(this.retired, proxy.stats())));
@@ -269,15 +313,6 @@ export class Agent {
 }
 
 const bytes = (s: { bytesFromDownstream: number; bytesToDownstream: number }): number => s.bytesFromDownstream + s.bytesToDownstream;
-
-async function timed<T>(metrics: AgentMetrics, operation: 'apply' | 'remove', fn: () => Promise<T>): Promise<T> {
-  const end = metrics.ruleProgramming.startTimer({ operation });
-  try {
-    return await fn();
-  } finally {
-    end();
-  }
-}
 
 async function readResolver(log: Logger): Promise<HostPort | undefined> {
   const text = await readFile('/etc/resolv.conf', 'utf8').catch(() => '');

@@ -54,3 +54,37 @@ test('the cluster resolver comes from the first nameserver line', () => {
   ];
   for (const [text, host] of table) assert.equal(resolverFromResolvConf(text)?.host, host, JSON.stringify(text));
 });
+
+test('control plane settings: defaults follow the namespace; addresses and durations are checked', () => {
+  const d = parseAgentConfig({ NODE_NAME: 'n1' }, []);
+  assert.ok(d.ok);
+  assert.equal(d.config.controlAddress, 'ambit-control.ambit-system.svc:15012');
+  assert.equal(d.config.controlServerName, 'ambit-control.ambit-system.svc');
+  assert.equal(d.config.controlRoots, '/etc/ambit/ca/root-cert.pem');
+  assert.equal(d.config.tokenFile, '/var/run/secrets/ambit/token');
+  assert.equal(d.config.certTtlMs, 24 * 3600_000);
+  assert.equal(d.config.certWaitMs, 5000);
+
+  const moved = parseAgentConfig({ NODE_NAME: 'n1', POD_NAMESPACE: 'mesh' }, []);
+  assert.ok(moved.ok);
+  assert.equal(moved.config.controlAddress, 'ambit-control.mesh.svc:15012');
+  assert.equal(moved.config.controlServerName, 'ambit-control.mesh.svc');
+
+  const table: [string, boolean][] = [
+    ['10.96.0.20:15012', true],
+    ['[fd00::20]:15012', true],
+    ['control.example:443', true],
+    ['10.96.0.20', false],
+    ['fd00::20:15012', false],
+    ['control:0', false],
+    ['Bad_Name:15012', false],
+  ];
+  for (const [address, ok] of table) assert.equal(parseAgentConfig({ NODE_NAME: 'n1', AMBIT_CONTROL_ADDRESS: address }, []).ok, ok, address);
+
+  const bad = parseAgentConfig({ NODE_NAME: 'n1' }, ['--control-server-name=-x', '--control-roots=roots.pem', '--token-file=token', '--cert-ttl=5s', '--cert-wait=soon']);
+  assert.equal(bad.ok, false);
+  if (bad.ok) return;
+  const text = bad.errors.join('\n');
+  for (const needle of ['--control-server-name="-x"', '--control-roots="roots.pem"', '--token-file="token"', '--cert-ttl="5s"', '--cert-wait="soon"']) assert.ok(text.includes(needle), `missing ${needle} in:\n${text}`);
+  assert.equal(bad.errors.length, 5);
+});

@@ -22,6 +22,12 @@
  * | --dns-capture | AMBIT_DNS_CAPTURE | true |
  * | --dns-upstream | AMBIT_DNS_UPSTREAM | (the first nameserver of the agent's resolv.conf: the cluster DNS) |
  * | --resync | AMBIT_RESYNC | 5m |
+ * | --control-address | AMBIT_CONTROL_ADDRESS | ambit-control.<namespace>.svc:15012 (the control plane's Service) |
+ * | --control-server-name | AMBIT_CONTROL_SERVER_NAME | ambit-control.<namespace>.svc (a name in its serving certificate) |
+ * | --control-roots | AMBIT_CONTROL_ROOTS | /etc/ambit/ca/root-cert.pem (the ConfigMap ambit-root-cert, mounted) |
+ * | --token-file | AMBIT_TOKEN_FILE | /var/run/secrets/ambit/token (projected, pod-bound; re-read on every call) |
+ * | --cert-ttl | AMBIT_CERT_TTL | 24h (asked of the CA, which never grants more than its own limit) |
+ * | --cert-wait | AMBIT_CERT_WAIT | 5s (how long a connection waits for its pod's first certificate) |
  * | --log-level | AMBIT_LOG_LEVEL | info |
  */
 import { isIP } from 'node:net';
@@ -51,6 +57,16 @@ export interface AgentConfig {
   /** undefined: read the agent's /etc/resolv.conf at start */
   dnsUpstream?: HostPort;
   resyncMs: number;
+  /** host:port of ambit-control (a DNS name or an IP) */
+  controlAddress: string;
+  /** the name checked against ambit-control's serving certificate */
+  controlServerName: string;
+  /** PEM roots that sign ambit-control's serving certificate */
+  controlRoots: string;
+  /** the agent's service-account token presented to ambit-control */
+  tokenFile: string;
+  certTtlMs: number;
+  certWaitMs: number;
   logLevel: LogLevel;
 }
 
@@ -82,6 +98,14 @@ export function parseAgentConfig(env: Readonly<Record<string, string | undefined
   const upstream = r.setting('dns-upstream', 'AMBIT_DNS_UPSTREAM', '');
   const dnsUpstream = upstream.value ? parseUpstream(upstream.value, upstream.from, r.errors) : undefined;
   const resyncMs = r.duration('resync', 'AMBIT_RESYNC', '5m', 0);
+  const controlAddress = r.setting('control-address', 'AMBIT_CONTROL_ADDRESS', `ambit-control.${namespace}.svc:15012`);
+  if (!isHostPort(controlAddress.value)) r.errors.push(`${controlAddress.from}="${controlAddress.value}" is not <host>:<port>; use e.g. ambit-control.ambit-system.svc:15012 or 10.96.0.20:15012`);
+  const controlServerName = r.setting('control-server-name', 'AMBIT_CONTROL_SERVER_NAME', `ambit-control.${namespace}.svc`);
+  if (!DNS_NAME.test(controlServerName.value)) r.errors.push(`${controlServerName.from}="${controlServerName.value}" is not a DNS name; use a name in ambit-control's serving certificate, e.g. ambit-control.ambit-system.svc`);
+  const controlRoots = r.path('control-roots', 'AMBIT_CONTROL_ROOTS', '/etc/ambit/ca/root-cert.pem');
+  const tokenFile = r.path('token-file', 'AMBIT_TOKEN_FILE', '/var/run/secrets/ambit/token');
+  const certTtlMs = r.duration('cert-ttl', 'AMBIT_CERT_TTL', '24h', 10_000);
+  const certWaitMs = r.duration('cert-wait', 'AMBIT_CERT_WAIT', '5s', 0);
   const logLevel = r.logLevel();
   r.reportUnknownFlags();
   if (r.errors.length > 0) return { ok: false, errors: r.errors };
@@ -104,9 +128,29 @@ export function parseAgentConfig(env: Readonly<Record<string, string | undefined
       dnsCapture,
       ...(dnsUpstream ? { dnsUpstream } : {}),
       resyncMs,
+      controlAddress: controlAddress.value,
+      controlServerName: controlServerName.value,
+      controlRoots,
+      tokenFile,
+      certTtlMs,
+      certWaitMs,
       logLevel,
     },
   };
+}
+
+const DNS_NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$/;
+
+/** "name.ns.svc:15012", "10.96.0.20:15012", "[fd00::20]:15012". */
+function isHostPort(text: string): boolean {
+  const m = /^(.*):(\d+)$/.exec(text);
+  if (!m) return false;
+  const port = Number(m[2]);
+  if (!(port > 0 && port < 65536)) return false;
+  const host = m[1]!;
+  const bracketed = /^\[(.*)\]$/.exec(host);
+  if (bracketed) return isIP(bracketed[1]!) === 6;
+  return isIP(host) === 4 || DNS_NAME.test(host);
 }
 
 /** "10.96.0.10", "10.96.0.10:53", "[fd00::a]:53" → host and port (53 by default). */

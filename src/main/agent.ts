@@ -19,6 +19,7 @@ import { createLogger } from '../telemetry/log.js';
 import { startAdminServer } from '../telemetry/metrics.js';
 
 const DAEMONSETS: ResourceKind = { group: 'apps', version: 'v1', plural: 'daemonsets', kind: 'DaemonSet', namespaced: true };
+const CONFIGMAPS: ResourceKind = { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', namespaced: true };
 
 async function main(): Promise<void> {
   const parsed = parseAgentConfig(process.env, process.argv.slice(2));
@@ -47,7 +48,11 @@ async function main(): Promise<void> {
       throw err;
     }
   };
-  const agent = await Agent.start({ config, kube, getPod, log, metrics });
+  const getRootCert = async (): Promise<string | undefined> => {
+    const cm = (await kube.get(CONFIGMAPS, config.namespace, 'ambit-root-cert')) as { data?: Record<string, string> };
+    return cm.data?.['root-cert.pem'];
+  };
+  const agent = await Agent.start({ config, kube, getPod, getRootCert, log, metrics });
   const metricsServer = await startAdminServer({ ...config.metricsAddress, registry, readiness: () => agent.readiness() });
   const readinessServer = await startAdminServer({ ...config.readinessAddress, registry, readiness: () => agent.readiness(), debug: () => agent.snapshot() });
   log.info({ backend: agent.backend, metrics: metricsServer.boundPort, readiness: readinessServer.boundPort, cni: config.cniSocket }, 'ambit-agent started');

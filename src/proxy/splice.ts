@@ -129,7 +129,9 @@ function cleanlyFinished(sock: net.Socket): boolean {
 function resetQuietly(sock: net.Socket): void {
   if (sock.destroyed) return;
   // Node defers a reset of a socket still connecting until it connects; we want it gone now.
-  if (sock.connecting) {
+  // Node 20: resetAndDestroy() while our FIN is still pending (pipe/end() ran) leaves a request that
+  // never completes and the process spins at exit; a plain destroy is the safe reset then.
+  if (sock.connecting || (sock.writableEnded && !sock.writableFinished)) {
     sock.destroy();
     return;
   }

@@ -80,7 +80,8 @@ class FakeNode implements EnrolEffects {
     }
     return undefined;
   }
-  async applyRedirection(path: string): Promise<void> {
+  async applyRedirection(path: string, opts?: { freshNetns?: boolean }): Promise<void> {
+    if (opts?.freshNetns) this.log.push(`fresh ${path}`);
     await this.step('apply', path);
     this.applies.set(path, (this.applies.get(path) ?? 0) + 1);
     this.rules.add(path);
@@ -222,6 +223,49 @@ test('CNI ADD of a pod in an ambient namespace: listeners, then rules, in the CN
   // the watch catches up (status with the IP): still one enrolment
   await enroller.reconcile([pod('a', '10.0.0.1')], nsMap({ app: AMBIENT }));
   assert.equal(node.applies.get(path), 1);
+  await enroller.stop();
+});
+
+test('the executor hears "fresh netns" only for a CNI sandbox no step has tried yet', async () => {
+  const node = new FakeNode();
+  const pa = node.addPodNetns('cni-a', ['10.0.9.1']);
+  const pb = node.addPodNetns('cni-b', ['10.0.9.2']);
+  const pc = node.addPodNetns('cni-c', ['10.0.9.3']);
+  const { enroller } = make(node);
+  await enroller.reconcile([pod('a', undefined), pod('b', undefined), pod('c', '10.0.9.3')], nsMap({ app: AMBIENT }));
+  assert.equal(node.count(`fresh ${pc}`), 0, 'a running pod enrolled by a reconcile: its netns is read first');
+  assert.equal(node.applies.get(pc), 1);
+
+  assert.equal(await enroller.onCniAdd(cniReq('a', '10.0.9.1', '/var/run/netns/cni-a')), 'enrolled');
+  assert.equal(node.count(`fresh ${pa}`), 1);
+
+  // the first try fails: its retry (and a repeated ADD for the same sandbox) must read what it left
+  node.failures.set('apply', 1);
+  await assert.rejects(enroller.onCniAdd(cniReq('b', '10.0.9.2', '/var/run/netns/cni-b')), /could not enrol pod app\/b/);
+  assert.equal(await enroller.onCniAdd(cniReq('b', '10.0.9.2', '/var/run/netns/cni-b')), 'enrolled');
+  assert.deepEqual(node.log.filter((l) => l.endsWith(pb) && (l.startsWith('fresh') || l.startsWith('apply'))), [`fresh ${pb}`, `apply ${pb}`, `apply ${pb}`]);
+
+  // a new sandbox of pod a: a new netns, fresh again
+  const pa2 = node.addPodNetns('cni-a2', ['10.0.9.4']);
+  assert.equal(await enroller.onCniAdd(cniReq('a', '10.0.9.4', '/var/run/netns/cni-a2', { containerId: 'sandbox-a2' })), 'enrolled');
+  assert.equal(node.count(`fresh ${pa2}`), 1);
+  await enroller.stop();
+});
+
+test("CNI ADD programs the host's probe SNAT while the rules go in, and answers after both", async () => {
+  const node = new FakeNode();
+  const path = node.addPodNetns('cni-p', ['10.0.8.1']);
+  const { enroller } = make(node);
+  await enroller.reconcile([pod('p', undefined)], nsMap({ app: AMBIENT }));
+  const gate = new Gate();
+  node.gates.set('apply', gate);
+  let answered = false;
+  const add = enroller.onCniAdd(cniReq('p', '10.0.8.1', '/var/run/netns/cni-p')).then((r) => ((answered = true), r));
+  await waitFor('the probe SNAT synced while the apply is held', () => node.probeSets.some((s) => s.includes('10.0.8.1')));
+  assert.equal(node.count(`applied ${path}`), 0);
+  assert.equal(answered, false);
+  gate.open();
+  assert.equal(await add, 'enrolled');
   await enroller.stop();
 });
 

@@ -52,8 +52,12 @@ export interface ProxyHandle {
 export interface EnrolEffects {
   /** The pod's netns path as the agent sees it; `hint` is the CNI netns path. Undefined: not found. */
   findNetns(pod: PodRef, hint?: string): Promise<string | undefined>;
-  /** Idempotent: applying twice equals applying once. */
-  applyRedirection(netnsPath: string): Promise<void>;
+  /**
+   * Idempotent: applying twice equals applying once. `freshNetns`: the netns is a sandbox's that CNI
+   * ADD just announced and no attempt has touched yet, so the executor may skip reading it (it
+   * must still be idempotent; see ExecOptions.freshNetns in redirect/exec.ts).
+   */
+  applyRedirection(netnsPath: string, opts?: { freshNetns?: boolean }): Promise<void>;
   /** Removes every rule of ours, leaving the rest of the pod's ruleset as it was. */
   removeRedirection(netnsPath: string): Promise<void>;
   /** Whether rules of ours are present (reconcile after a restart). */
@@ -231,6 +235,7 @@ export class Enroller {
    */
   async onCniAdd(req: CniPodRequest): Promise<EnrolDecision> {
     const what = `${req.pod.namespace}/${req.pod.name}`;
+    const t0 = performance.now();
     if (this.stopped) throw new CniTryAgain('ambit-agent is shutting down; the runtime will retry the pod sandbox');
     if (!this.synced) throw new CniTryAgain('ambit-agent has not synced with the Kubernetes API yet; the runtime will retry the pod sandbox');
 
@@ -261,12 +266,21 @@ export class Enroller {
     e.containerId = req.containerId;
     e.reason = decision.reason;
     e.want = 'enrolled';
+    const t1 = performance.now();
     // A CNI ADD always tries now, even while a reconcile's retry is backing off.
-    await (satisfied(e) ? e.tail : this.schedule(e));
+    const enrolled = satisfied(e) ? e.tail : this.schedule(e);
+    // The host's probe SNAT takes the pod's IPs meanwhile (the want above put them in the set): no
+    // probe can reach the sandbox before ADD returns, so here the two need no order. (A reconcile
+    // enrols running pods, whose probes already run: it syncs the SNAT first.)
+    let probesMs = 0;
+    const probes = this.syncProbes().then(() => (probesMs = performance.now() - t1));
+    await enrolled;
+    const t2 = performance.now();
+    await probes;
     if (e.state !== 'enrolled' || e.want !== 'enrolled') {
       throw new Error(`could not enrol pod ${what}: ${e.want !== 'enrolled' ? 'the pod was released while enrolling' : (e.lastError ?? 'unknown error')}`);
     }
-    await this.syncProbes();
+    this.log?.debug({ pod: what, stepsMs: { decide: round(t1 - t0), enrol: round(t2 - t1), probes: round(probesMs), total: round(performance.now() - t0) } }, 'CNI ADD: enrolled');
     return 'enrolled';
   }
 
@@ -531,7 +545,10 @@ export class Enroller {
   private async enrol(e: Entry): Promise<void> {
     if (e.state === 'enrolled' && (!e.hint || e.hint === e.appliedHint)) return;
     const what = `${e.ref.namespace}/${e.ref.name}`;
+    // Per-step times go into the "pod enrolled" line: where a slow CNI ADD spent its time.
+    const t0 = performance.now();
     const path = await this.findNetns(e);
+    const t1 = performance.now();
     if (e.state === 'enrolled' && e.rulesIn === path) {
       e.appliedHint = e.hint;
       return;
@@ -547,17 +564,22 @@ export class Enroller {
         throw new StepFailure('proxy', `cannot open the proxy listeners in ${path}: ${messageOf(err)}`);
       }
     }
+    const t2 = performance.now();
+    // A sandbox CNI just announced, not yet tried by any step (a failed try leaves rulesIn set, so
+    // its retry reads the netns first).
+    const freshNetns = e.hint !== undefined && e.hint !== e.appliedHint && e.rulesIn !== path;
     e.rulesIn = path;
-    const started = this.now();
     try {
-      await this.effects.applyRedirection(path);
+      await this.effects.applyRedirection(path, freshNetns ? { freshNetns } : undefined);
     } catch (err) {
       throw new StepFailure('apply', `cannot apply the redirection in ${path}: ${messageOf(err)}`);
     }
-    this.metrics?.observeRuleProgramming('apply', (this.now() - started) / 1000);
+    const t3 = performance.now();
+    this.metrics?.observeRuleProgramming('apply', (t3 - t2) / 1000);
     e.appliedHint = e.hint;
     e.state = 'enrolled';
-    this.log?.info({ pod: what, netns: path, ips: e.ref.ips }, 'pod enrolled');
+    const steps = { netns: round(t1 - t0), proxy: round(t2 - t1), apply: round(t3 - t2) };
+    this.log?.info({ pod: what, netns: path, ips: e.ref.ips, stepsMs: steps }, 'pod enrolled');
   }
 
   private async unenrol(e: Entry): Promise<void> {
@@ -787,6 +809,11 @@ function satisfied(e: Entry): boolean {
 /** A pod known only from a CNI request, enough to test namespace membership. */
 function podStub(req: CniPodRequest, nodeName: string): PodObject {
   return { metadata: { namespace: req.pod.namespace, name: req.pod.name, uid: req.pod.uid }, spec: { nodeName } };
+}
+
+/** Milliseconds to 0.1 ms, for log lines. */
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
 }
 
 function messageOf(err: unknown): string {

@@ -84,6 +84,16 @@ export interface ExecOptions {
    * reads are a third of the cost of an apply.
    */
   cleanOtherBackends?: boolean;
+  /**
+   * The runtime has just made this netns (CNI ADD) and nothing of ours has been tried in it:
+   * `applyRedirection` skips every read and writes from an empty state, two processes in all (one
+   * `ip -batch` per family, then the capture). Checked, not trusted: our `ip rule` goes in first
+   * with `ip rule add`, which the kernel refuses (EEXIST) when an identical rule exists, and rules
+   * of ours anywhere imply that rule (apply adds it before any capture; removal deletes it after).
+   * On EEXIST the full apply runs instead (reads, repairs, other backends cleaned), so applying
+   * twice still equals applying once.
+   */
+  freshNetns?: boolean;
 }
 
 /**
@@ -94,6 +104,7 @@ export interface ExecOptions {
  */
 export async function applyRedirection(netnsPath: string, plan: RedirectionPlan, opts: ExecOptions = {}): Promise<void> {
   const tools = new Tools(netnsPath, opts);
+  if (opts.freshNetns && (await applyFresh(tools, plan))) return;
   const { config, backend } = plan;
   const others = opts.cleanOtherBackends === false ? [] : BACKENDS.filter((b) => b !== backend);
   const [routing, leftovers, own] = await Promise.all([
@@ -116,6 +127,31 @@ export async function applyRedirection(netnsPath: string, plan: RedirectionPlan,
         : removeIptables(tools, backend, family, own.state[family]), // a family the pod no longer has
     ),
   );
+}
+
+/**
+ * The apply for a netns nothing of ours has touched (see ExecOptions.freshNetns): routing first,
+ * which doubles as the check, then the capture built against an empty ruleset. False when our ip
+ * rule already exists (nothing else has been changed then: `ip -batch` stops at the failing line).
+ */
+async function applyFresh(tools: Tools, plan: RedirectionPlan): Promise<boolean> {
+  const { config, backend } = plan;
+  const none: RoutingState = { rules: [], routes: [] };
+  const routed = await Promise.all(
+    config.families.map((family) =>
+      tools.ipBatch(family, buildRoutingApply(config, family, none)).then(
+        () => true,
+        (err: unknown) => {
+          if (err instanceof RedirectionError && /File exists/.test(err.result.stderr)) return false;
+          throw err;
+        },
+      ),
+    ),
+  );
+  if (routed.includes(false)) return false;
+  if (backend === 'nft') await tools.nft(buildNftables(config));
+  else await Promise.all(config.families.map((family) => tools.iptablesRestore(backend, family, buildIptables(config, family))));
+  return true;
 }
 
 /** Removes every rule, chain, table, ip rule and route of ours from the pod, in every backend. */
@@ -212,13 +248,14 @@ async function removeIptables(tools: Tools, backend: IptablesBackend, family: Ip
 class Tools {
   readonly #run: CommandRunner;
   readonly #lockFile: string;
-  #nftAvailable: boolean | undefined;
+  readonly #nftKey: object;
 
   constructor(
     readonly netnsPath: string,
     opts: ExecOptions,
   ) {
     this.#run = opts.run ?? netnsRunner(netnsPath);
+    this.#nftKey = opts.run ?? nftAvailable;
     const id = createHash('sha256').update(netnsPath).digest('hex').slice(0, 16);
     const dir = opts.lockDir ?? '/var/run/ambit';
     mkdirSync(dir, { recursive: true });
@@ -247,11 +284,17 @@ class Tools {
   }
 
   async hasNft(): Promise<boolean> {
-    this.#nftAvailable ??= await this.#run(['nft', '--version']).then(
-      (r) => r.code === 0,
-      () => false,
-    );
-    return this.#nftAvailable;
+    // Whether the binary runs does not change while the agent runs: asked once (per injected runner).
+    const key = this.#nftKey;
+    let known = nftAvailable.get(key);
+    if (known === undefined) {
+      known = this.#run(['nft', '--version']).then(
+        (r) => r.code === 0,
+        () => false,
+      );
+      nftAvailable.set(key, known);
+    }
+    return known;
   }
 
   async hasNftTable(): Promise<boolean> {
@@ -261,8 +304,10 @@ class Tools {
   }
 
   async routing(family: IpFamily): Promise<RoutingState> {
-    const rules = await this.must(['ip', '-j', `-${family}`, 'rule', 'show']);
-    const routes = await this.must(['ip', '-j', `-${family}`, 'route', 'show', 'table', 'all']);
+    const [rules, routes] = await Promise.all([
+      this.must(['ip', '-j', `-${family}`, 'rule', 'show']),
+      this.must(['ip', '-j', `-${family}`, 'route', 'show', 'table', 'all']),
+    ]);
     return { rules: parseIpJson<IpRule>(rules.stdout), routes: parseIpJson<IpRoute>(routes.stdout) };
   }
 
@@ -288,6 +333,9 @@ class Tools {
     return backend === 'iptables-legacy' ? { XTABLES_LOCKFILE: this.#lockFile } : undefined;
   }
 }
+
+/** Whether `nft` runs, per runner (the real tools: keyed by this map itself). */
+const nftAvailable = new WeakMap<object, Promise<boolean>>();
 
 function binary(backend: IptablesBackend, family: IpFamily, tool: 'save' | 'restore'): string {
   return `${family === 4 ? 'iptables' : 'ip6tables'}-${backend === 'iptables-legacy' ? 'legacy' : 'nft'}-${tool}`;
