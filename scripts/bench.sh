@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure.sh >&2
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-scenarios=(apiserver cluster control)
+scenarios=(apiserver cluster cni control l4)
 if [ $# -gt 0 ] && [[ "$1" != --* ]]; then scenarios=("$1"); shift; fi
 for s in "${scenarios[@]}"; do
   f="dist/bench/$s.js"

@@ -14,7 +14,8 @@ import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { connect } from 'node:net';
+import { createServer } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { cleanupHostLeftovers, nodeCgroupParent, startContainerd, stopContainerd, type ContainerdInstance } from '../runtime/containerd.js';
@@ -187,6 +188,17 @@ describe('echo-server', () => {
     assert.ok(slow.ms >= 240, `took ${slow.ms} ms`);
   });
 
+  test('/bytes/<n> answers exactly n bytes of octet-stream, also twice in a row and smaller after larger', async () => {
+    for (const n of [1_048_576, 1_048_576, 10, 0]) {
+      const res = await fetch(`http://127.0.0.1:${app.port}/bytes/${n}`, { signal: AbortSignal.timeout(10_000) });
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get('content-type'), 'application/octet-stream');
+      assert.equal(res.headers.get('content-length'), String(n));
+      assert.equal((await res.arrayBuffer()).byteLength, n);
+    }
+    assert.equal((await get(app.port, '/bytes/999999999')).status, 413, 'over the cap');
+  });
+
   test('logs one access line per request', () => {
     assert.match(app.output(), /^POST \/some\/path\?x=1 from 127\.0\.0\.1 -> 200$/m);
   });
@@ -215,6 +227,11 @@ describe('echo-server', () => {
       ['GET', '/status/100', { kind: 'status', status: 400 }],
       ['GET', '/delay/10', { kind: 'echo', status: 200, delayMs: 10 }],
       ['GET', '/delay/99999999', { kind: 'echo', status: 200, delayMs: 60_000 }],
+      ['GET', '/bytes/0', { kind: 'bytes', size: 0 }],
+      ['GET', '/bytes/1048576?x', { kind: 'bytes', size: 1_048_576 }],
+      ['GET', '/bytes/67108864', { kind: 'bytes', size: 64 * 1024 * 1024 }],
+      ['GET', '/bytes/67108865', { kind: 'status', status: 413 }],
+      ['GET', '/bytes/-1', { kind: 'echo', status: 200, delayMs: 0 }],
     ];
     for (const [method, path, want] of cases) assert.deepEqual(route(method, path), want, `${method} ${path}`);
   });
@@ -324,6 +341,66 @@ describe('load', () => {
     assert.deepEqual(r.statusCodes, { 200: 200 });
     const { min, p50, p90, p99, max } = r.latencyMs;
     assert.ok(min! <= p50! && p50! <= p90! && p90! <= p99! && p99! <= max!, JSON.stringify(r.latencyMs));
+  });
+
+  test('--new-connection opens one TCP connection per request; by default workers keep theirs', async () => {
+    let connections = 0;
+    const server = createServer((_req, res) => res.end('ok'));
+    server.on('connection', () => connections++);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+    try {
+      const fresh = await runCli('load.js', ['--url', url, '--requests', '30', '--concurrency', '3', '--new-connection']);
+      assert.equal(fresh.code, 0, fresh.stderr);
+      const r = JSON.parse(fresh.stdout) as LoadResult & { newConnection: boolean };
+      assert.equal(r.ok, 30);
+      assert.equal(r.newConnection, true);
+      assert.equal(connections, 30);
+      connections = 0;
+      const kept = await runCli('load.js', ['--url', url, '--requests', '30', '--concurrency', '3']);
+      assert.equal(kept.code, 0, kept.stderr);
+      assert.ok(connections <= 3, `${connections} connections for 3 keep-alive workers`);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+  test('--warmup runs first and is not counted; its connections carry the measured run', async () => {
+    let connections = 0;
+    let requests = 0;
+    const server = createServer((_req, res) => {
+      requests++;
+      res.end('ok');
+    });
+    server.on('connection', () => connections++);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+    try {
+      const t = Date.now();
+      const { code, stdout, stderr } = await runCli('load.js', ['--url', url, '--warmup', '0.3', '--rps', '100', '--requests', '10', '--concurrency', '4']);
+      assert.equal(code, 0, stderr);
+      const r = JSON.parse(stdout) as LoadResult;
+      assert.equal(r.count, 10, 'only the measured requests are reported');
+      assert.ok(requests > 10, `the server saw the warm-up too (${requests} requests)`);
+      assert.ok(connections <= 4, `${connections} connections: the run reused the warm-up's`);
+      assert.ok(r.elapsedMs < 300, `elapsed ${r.elapsedMs} ms excludes the warm-up`);
+      assert.ok(Date.now() - t >= 300, 'the warm-up ran');
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+    const bad = await runCli('load.js', ['--url', url, '--requests', '1', '--warmup', '61']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--warmup must be between 0 and 60/);
+  });
+
+  test('counts response body bytes and their rate', async () => {
+    const { code, stdout, stderr } = await runCli('load.js', ['--url', `http://127.0.0.1:${echo.port}/bytes/100000`, '--requests', '5', '--concurrency', '2']);
+    assert.equal(code, 0, stderr);
+    const r = JSON.parse(stdout) as LoadResult & { bytes: number; megabytesPerS: number };
+    assert.equal(r.bytes, 500_000);
+    assert.ok(Math.abs(r.megabytesPerS - 0.5 / (r.elapsedMs / 1000)) <= 0.05 * r.megabytesPerS + 0.001, JSON.stringify(r));
   });
 
   test('--rps with --duration paces rps*duration requests over the duration', async () => {

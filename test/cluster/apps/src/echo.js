@@ -8,6 +8,8 @@
 //   GET  /healthz       → 200 "ok" (503 after POST /healthz/fail, until POST /healthz/ok)
 //   ANY  /status/<code> → that status, same JSON
 //   ANY  /delay/<ms>    → the JSON after <ms> (at most 60 s)
+//   ANY  /bytes/<n>     → n bytes of application/octet-stream (at most 64 MiB): a bulk response
+//                         for throughput benchmarks, served from one reused buffer
 //
 // Port from $PORT (default 8080). SIGTERM stops accepting, lets in-flight requests finish, exits 0.
 // One access-log line per request on stdout unless QUIET=1.
@@ -15,6 +17,7 @@ import { createServer } from 'node:http';
 import { isMain, onShutdown, plainAddress, podIdentity, portFromEnv } from './lib.js';
 
 export const MAX_DELAY_MS = 60_000;
+export const MAX_BYTES = 64 * 1024 * 1024;
 
 /** What a request path asks for: a plain echo, a status code, a delay, or a health action. */
 export function route(method, path) {
@@ -30,6 +33,11 @@ export function route(method, path) {
   }
   m = /^\/delay\/(\d+)$/.exec(pathname);
   if (m) return { kind: 'echo', status: 200, delayMs: Math.min(Number(m[1]), MAX_DELAY_MS) };
+  m = /^\/bytes\/(\d+)$/.exec(pathname);
+  if (m) {
+    const size = Number(m[1]);
+    return size <= MAX_BYTES ? { kind: 'bytes', size } : { kind: 'status', status: 413 };
+  }
   return { kind: 'echo', status: 200, delayMs: 0 };
 }
 
@@ -47,6 +55,16 @@ export function echoBody(identity, req, bodyBytes) {
     headers: req.headers,
     bodyBytes,
   };
+}
+
+/**
+ * A body of `size` bytes. The largest buffer asked for so far is kept and sliced, so a benchmark
+ * asking for the same size again and again allocates (and fills) nothing per request.
+ */
+let bulk = Buffer.alloc(0);
+export function bulkBody(size) {
+  if (bulk.length < size) bulk = Buffer.alloc(size, 'ambit-bulk-');
+  return bulk.subarray(0, size);
 }
 
 export function startEchoServer({ port = portFromEnv(8080), env = process.env, log = console.log, quiet = env.QUIET === '1' } = {}) {
@@ -69,6 +87,13 @@ export function startEchoServer({ port = portFromEnv(8080), env = process.env, l
       if (r.kind === 'set-health') {
         healthy = r.healthy;
         return send(200, 'text/plain', `healthz now ${healthy ? 'ok' : 'failing'}\n`);
+      }
+      if (r.kind === 'bytes') {
+        if (draining) res.setHeader('connection', 'close');
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': r.size, 'x-pod': identity.pod });
+        res.end(req.method === 'HEAD' ? undefined : bulkBody(r.size));
+        if (!quiet) log(`${req.method} ${req.url} from ${plainAddress(req.socket.remoteAddress)} -> 200`);
+        return;
       }
       const json = () => `${JSON.stringify(echoBody(identity, req, bodyBytes))}\n`;
       if (r.kind === 'status') return send(r.status, 'application/json', json());

@@ -1,13 +1,19 @@
 #!/usr/bin/env node
-// load: a bounded HTTP load client. Prints one JSON object with counts, status codes, error kinds
-// and latency percentiles.
+// load: a bounded HTTP load client. Prints one JSON object with counts, status codes, error kinds,
+// latency percentiles and the response bytes received (with their rate).
 //
 //   load --url U [--rps N] [--duration S] [--requests N] [--concurrency C] [--timeout MS] [--method M]
+//        [--new-connection] [--warmup S]
 //
 // --rps with --duration sends rps*duration requests on a fixed schedule (requests wait for a free
 // worker when all C are busy, so an overloaded server shows as latency, measured from the schedule);
 // --requests alone sends N as fast as C workers go; --duration alone runs closed-loop for S seconds;
 // --requests with --duration sends at most N within S.
+// Workers keep their connections alive (C connections at most); --new-connection opens a new TCP
+// connection for every request and closes it after the response (`Connection: close`), to measure
+// connection set-up. --warmup S first runs closed-loop for S seconds with the same workers and
+// connections and throws those samples away, so the measured part starts with every connection
+// open and the code warm (a fixed-rate run would otherwise count connection set-up as latency).
 // Hard caps (refused, not clamped): MAX_REQUESTS requests, MAX_DURATION_S seconds, MAX_CONCURRENCY
 // workers, MAX_RPS; no request starts after the duration (or the cap) and none outlives --timeout,
 // so a run ends by duration + timeout whatever the server does.
@@ -19,15 +25,16 @@ export const MAX_REQUESTS = 200_000;
 export const MAX_DURATION_S = 300;
 export const MAX_CONCURRENCY = 256;
 export const MAX_RPS = 20_000;
+export const MAX_WARMUP_S = 60;
 
 const USAGE =
-  'usage: load --url URL [--rps N] [--duration S] [--requests N] [--concurrency C] [--timeout MS] [--method M]\n' +
+  'usage: load --url URL [--rps N] [--duration S] [--requests N] [--concurrency C] [--timeout MS] [--method M] [--new-connection] [--warmup S]\n' +
   `  caps: requests <= ${MAX_REQUESTS}, duration <= ${MAX_DURATION_S} s, concurrency <= ${MAX_CONCURRENCY}, rps <= ${MAX_RPS}`;
 
 /** Validated plan of a run: total requests (or unbounded until the deadline), pacing and limits. */
 export function parseLoadArgs(argv) {
   const { flags, positional } = parseFlags(argv, {
-    url: 'string', rps: 'number', duration: 'number', requests: 'number', concurrency: 'number', timeout: 'number', method: 'string', help: 'boolean',
+    url: 'string', rps: 'number', duration: 'number', requests: 'number', concurrency: 'number', timeout: 'number', method: 'string', 'new-connection': 'boolean', warmup: 'number', help: 'boolean',
   });
   if (flags.help) throw new UsageError(USAGE);
   if (positional.length) throw new UsageError(`unexpected argument ${JSON.stringify(positional[0])}\n${USAGE}`);
@@ -48,6 +55,7 @@ export function parseLoadArgs(argv) {
   check('requests', flags.requests, 1, MAX_REQUESTS);
   check('concurrency', flags.concurrency, 1, MAX_CONCURRENCY);
   check('timeout', flags.timeout, 1, 60_000);
+  check('warmup', flags.warmup, 0, MAX_WARMUP_S);
   if (flags.requests !== undefined && !Number.isInteger(flags.requests)) throw new UsageError('--requests must be an integer');
   if (flags.concurrency !== undefined && !Number.isInteger(flags.concurrency)) throw new UsageError('--concurrency must be an integer');
   if (flags.rps !== undefined && flags.duration === undefined && flags.requests === undefined) {
@@ -68,6 +76,8 @@ export function parseLoadArgs(argv) {
     rps: flags.rps,
     total, // undefined: closed loop until the duration ends
     concurrency: flags.concurrency ?? 1,
+    newConnection: flags['new-connection'] === true,
+    warmupMs: (flags.warmup ?? 0) * 1000,
     timeoutMs,
     // The hard bound of a run: no request starts after durationMs, none lasts longer than timeoutMs.
     durationMs: durationS * 1000,
@@ -93,10 +103,13 @@ export function summarize(plan, samples, elapsedMs, stoppedEarly) {
     if (s.error) errorKinds[s.error] = (errorKinds[s.error] ?? 0) + 1;
   }
   const errors = samples.filter((s) => !s.ok).length;
+  const bytes = samples.reduce((sum, s) => sum + (s.bytes ?? 0), 0);
+  const seconds = Math.max(elapsedMs / 1000, 1e-9);
   return {
     url: plan.url,
     method: plan.method,
     concurrency: plan.concurrency,
+    newConnection: plan.newConnection === true,
     rps: plan.rps ?? null,
     planned: plan.total ?? null,
     count: samples.length,
@@ -105,7 +118,10 @@ export function summarize(plan, samples, elapsedMs, stoppedEarly) {
     statusCodes,
     errorKinds,
     elapsedMs: Math.round(elapsedMs),
-    achievedRps: round(samples.length / Math.max(elapsedMs / 1000, 1e-9)),
+    achievedRps: round(samples.length / seconds),
+    // response body bytes, also of failed responses; MB = 10^6 bytes
+    bytes,
+    megabytesPerS: round(bytes / 1e6 / seconds),
     stoppedEarly,
     latencyMs: {
       min: round(latencies[0]),
@@ -118,13 +134,17 @@ export function summarize(plan, samples, elapsedMs, stoppedEarly) {
   };
 }
 
-/** One request, bounded in total time by `timeoutMs` (not just socket idle time). */
+/**
+ * One request, bounded in total time by `timeoutMs` (not just socket idle time). `agent` false: a
+ * connection of its own, closed after the response.
+ */
 function oneRequest(plan, agent, transport) {
   return new Promise((resolve) => {
     const req = transport.request(plan.url, { method: plan.method, agent, signal: AbortSignal.timeout(plan.timeoutMs) }, (res) => {
-      res.resume();
-      res.on('end', () => resolve({ status: res.statusCode, ok: res.statusCode < 500 }));
-      res.on('error', (err) => resolve({ status: res.statusCode, ok: false, error: errorKind(err) }));
+      let bytes = 0;
+      res.on('data', (chunk) => (bytes += chunk.length));
+      res.on('end', () => resolve({ status: res.statusCode, ok: res.statusCode < 500, bytes }));
+      res.on('error', (err) => resolve({ status: res.statusCode, ok: false, error: errorKind(err), bytes }));
     });
     req.on('error', (err) => resolve({ ok: false, error: errorKind(err) }));
     req.end();
@@ -138,7 +158,16 @@ function errorKind(err) {
 /** Runs the plan; resolves the summary. Responses >= 500 count as errors (the status is kept). */
 export async function runLoad(plan) {
   const transport = plan.url.startsWith('https:') ? https : http;
-  const agent = new transport.Agent({ keepAlive: true, maxSockets: plan.concurrency });
+  const agent = plan.newConnection ? false : new transport.Agent({ keepAlive: true, maxSockets: plan.concurrency });
+  if (plan.warmupMs > 0) {
+    // Closed loop with the same agent (so its connections stay open for the run); bounded by
+    // warmupMs + timeoutMs like any run.
+    const warmEnd = performance.now() + plan.warmupMs;
+    const warm = async () => {
+      while (performance.now() < warmEnd) await oneRequest(plan, agent, transport);
+    };
+    await Promise.all(Array.from({ length: plan.concurrency }, warm));
+  }
   const samples = [];
   const start = performance.now();
   const issueEnd = start + plan.durationMs;
@@ -165,7 +194,7 @@ export async function runLoad(plan) {
     }
   };
   await Promise.all(Array.from({ length: plan.concurrency }, worker));
-  agent.destroy();
+  if (agent) agent.destroy();
   return summarize(plan, samples, performance.now() - start, stoppedEarly);
 }
 
