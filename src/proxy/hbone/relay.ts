@@ -73,6 +73,9 @@ function pump(src: Duplex, dst: Duplex): () => number {
       dst.once('drain', resume);
     }
   });
+  // A socket handed over paused (the in-pod listeners accept with pauseOnConnect) does not flow on
+  // a 'data' listener alone.
+  src.resume();
   src.once('end', () => {
     // Node ends an HTTP/2 stream's readable side even when the peer reset it; a reset must reach
     // the other side as a reset, never as a clean FIN.

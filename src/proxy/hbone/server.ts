@@ -13,6 +13,7 @@
  * :authority → 400, oversized headers → stream reset) closes that stream. Each is logged with the
  * peer address and reported through `onReject` for metrics.
  */
+import { X509Certificate } from 'node:crypto';
 import http2 from 'node:http2';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -211,9 +212,27 @@ export class HboneServer {
     this.#refreshSecureContext();
   }
 
+  /** Our identity for records; the last presented one when the credentials are gone. */
+  #localIdentity(): string {
+    try {
+      return this.#opts.credentials().identity;
+    } catch {
+      return spiffeIdFromLeaf(this.#leafPem);
+    }
+  }
+
   #refreshSecureContext(): void {
-    const creds = this.#opts.credentials();
-    const bundle = this.#opts.trustBundle();
+    let creds: WorkloadCredentials;
+    let bundle: readonly string[];
+    try {
+      creds = this.#opts.credentials();
+      bundle = this.#opts.trustBundle();
+    } catch (err) {
+      // No credentials right now (e.g. released): keep presenting the last ones; never throw from
+      // a connection event, which would take the process down.
+      this.#log.warn({ err }, 'HBONE credentials unavailable; the listener keeps its previous certificate');
+      return;
+    }
     const leaf = creds.certChainPem[0] ?? '';
     if (leaf === this.#leafPem && (bundle === this.#bundle || (bundle.length === this.#bundle.length && bundle.every((p, i) => p === this.#bundle[i])))) return;
     try {
@@ -289,7 +308,7 @@ export class HboneServer {
     const record: TunnelRecord = {
       side: 'server',
       id: nextTunnelId++,
-      localIdentity: this.#opts.credentials().identity,
+      localIdentity: this.#localIdentity(),
       peerIdentity: info.identity,
       authority: authority!,
       peerAddress: from,
@@ -320,7 +339,7 @@ export class HboneServer {
       record.status = outcome.refuse;
       record.responseFlags = flagForStatus(outcome.refuse);
       record.error = outcome.reason;
-      this.#log.info({ peer: info.identity, from, authority, status: outcome.refuse, reason: outcome.reason }, 'HBONE tunnel refused');
+      this.#log.debug({ peer: info.identity, from, authority, status: outcome.refuse, reason: outcome.reason }, 'HBONE tunnel refused');
       stream.respond({ ':status': outcome.refuse }, { endStream: true });
       this.#finish(record);
       return;
@@ -391,4 +410,14 @@ function headerListSize(headers: http2.IncomingHttpHeaders): number {
 function peerAddressOf(socket: net.Socket | undefined): string | undefined {
   if (!socket?.remoteAddress) return undefined;
   return formatAuthority(socket.remoteAddress, socket.remotePort ?? 0);
+}
+
+/** The SPIFFE ID in a PEM leaf certificate's URI SAN ('' when none). */
+function spiffeIdFromLeaf(pem: string): string {
+  try {
+    const id = spiffeIdFromSubjectAltName(new X509Certificate(pem).subjectAltName);
+    return id.ok ? id.value : '';
+  } catch {
+    return '';
+  }
 }

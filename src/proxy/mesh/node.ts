@@ -4,26 +4,34 @@
  * - outbound (15001): planOutbound → HBONE to the endpoint pod's :15008 with the source pod's
  *   certificate (tunnels pooled per source identity, destination identity and address by
  *   HboneClient), or plain passthrough for destinations outside the mesh, or a reset when a
- *   Service has no endpoint. The tunnel's TCP connection is made in the source pod's netns, marked,
- *   so it leaves from the pod's address and is not captured again.
+ *   Service has no endpoint (response flag UH). The tunnel's TCP connection is made in the source
+ *   pod's netns, marked, so it leaves from the pod's address and is not captured again. A pod
+ *   without a certificate yet waits `certificateWaitMs`, then is reset with a log line saying why.
  * - HBONE (15008): one HboneServer per pod, with that pod's certificate (renewed certificates apply
  *   to new handshakes); each CONNECT passes PeerAuthentication and AuthorizationPolicy
  *   (inboundDecision) and then connects to the application on the requested port from inside the
- *   pod netns. The application sees the pod's own address as the source (no spoofing).
+ *   pod netns. The application sees the pod's own address as the source (no spoofing); the
+ *   access log's `src` on this side is the connecting proxy's address, i.e. the source pod's IP
+ *   with the port of the HBONE session (shared by the tunnels multiplexed on it).
  * - inbound plaintext (15006): STRICT refuses (reset, logged with the deciding policy), PERMISSIVE
  *   admits and authorizes without a principal, then forwards to the original destination.
  * - DNS (15053): A/AAAA for Service names answered from the config; everything else relayed.
  *
- * Every connection is counted with Istio's metric names and written to the access log.
+ * Every connection is counted with Istio's metric names and written to the access log: opened
+ * when it starts (a refused one is opened and closed at once, so opened − closed is always the
+ * number open), closed with its bytes and response flags when it ends.
+ *
+ * Handlers never throw and never leave a rejected promise behind: a bug in a decision closes that
+ * one connection with an error log, and the node keeps serving everyone else.
  */
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { type ConnectionContext, type ConnectionHandler, type ListenerKind, type PodRef, formatAddress } from '../connection.js';
+import { type ConnectionContext, type ConnectionHandler, type ListenerKind, type PodRef, formatAddress, unmapIPv4 } from '../connection.js';
 import { answerLocally } from '../dns/resolve.js';
 import type { DnsAnswerer } from '../dns-relay.js';
 import { forwardHandler } from '../forward.js';
-import { HboneClient, HboneServer, type TunnelRecord } from '../hbone/index.js';
+import { HBONE_PORT, HboneClient, HboneServer, type TunnelEvent, type TunnelRecord, type TunnelRefusal, type TunnelRequest, type WorkloadCredentials } from '../hbone/index.js';
 import { inboundDecision, l4Connection } from '../policy/index.js';
 import { planOutbound } from './outbound.js';
 import { MeshTelemetry, tcpLabels } from './telemetry.js';
@@ -36,8 +44,12 @@ export interface MeshProxyOptions {
   registry: Registry;
   /** how long a connection waits for its pod's first certificate (default 5 s) */
   certificateWaitMs?: number;
+  /** TCP connect (+ TLS handshake for HBONE) to a destination; default 10 s */
   connectTimeoutMs?: number;
+  /** a plaintext (passthrough / 15006) connection without traffic for this long is ended; default 1 h */
   idleTimeoutMs?: number;
+  /** a pooled HBONE session without tunnels closes after this; default 60 s */
+  hboneSessionIdleMs?: number;
 }
 
 /** What one pod's listeners use. */
@@ -52,7 +64,7 @@ export class MeshProxy {
   readonly telemetry: MeshTelemetry;
   readonly client: HboneClient;
   private readonly certWaitMs: number;
-  private readonly connectTimeoutMs: number;
+  readonly connectTimeoutMs: number;
   private readonly idleTimeoutMs: number;
 
   constructor(private readonly opts: MeshProxyOptions) {
@@ -60,7 +72,12 @@ export class MeshProxy {
     this.certWaitMs = opts.certificateWaitMs ?? 5000;
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 3600_000;
-    this.client = new HboneClient({ trustBundle: () => opts.view.trustRoots(), logger: opts.log.child({ component: 'hbone-client' }) });
+    this.client = new HboneClient({
+      trustBundle: () => opts.view.trustRoots(),
+      logger: opts.log.child({ component: 'hbone-client' }),
+      connectTimeoutMs: this.connectTimeoutMs,
+      ...(opts.hboneSessionIdleMs !== undefined ? { idleTimeoutMs: opts.hboneSessionIdleMs } : {}),
+    });
   }
 
   /** The handlers for one enrolled pod's listeners. */
@@ -68,9 +85,9 @@ export class MeshProxy {
     const tunnelServer = new PodTunnelServer(this, pod);
     return {
       handlers: {
-        outbound: (down, ctx) => void this.outbound(down, ctx),
-        inbound: (down, ctx) => this.inboundPlaintext(down, ctx),
-        tunnel: (down, ctx) => void tunnelServer.accept(down, ctx),
+        outbound: guarded('outbound', (down, ctx) => this.outbound(down, ctx)),
+        inbound: guarded('inbound', (down, ctx) => this.inboundPlaintext(down, ctx)),
+        tunnel: guarded('tunnel', (down, ctx) => tunnelServer.accept(down, ctx)),
       },
       dnsAnswer: (query: Buffer) => {
         const r = answerLocally(query, this.opts.view.dnsIndex());
@@ -80,9 +97,19 @@ export class MeshProxy {
     };
   }
 
-  /** Closes pooled tunnels gracefully. */
-  async close(): Promise<void> {
-    await this.client.close();
+  /**
+   * Closes the pooled HBONE sessions: no new tunnels; open ones may finish for up to `drainMs`,
+   * then whatever is left is cut (a long-lived tunnel must not hold a shutdown forever).
+   */
+  async close(drainMs = 5000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), drainMs)));
+    const outcome = await Promise.race([this.client.close().then(() => 'closed' as const), deadline]);
+    clearTimeout(timer);
+    if (outcome === 'timeout') {
+      this.opts.log.info({ tunnels: this.client.stats().activeTunnels }, `HBONE client drain: cutting the tunnels still open after ${drainMs} ms`);
+      this.client.destroy();
+    }
   }
 
   get view(): MeshView {
@@ -95,6 +122,10 @@ export class MeshProxy {
 
   get credentials(): CredentialSource {
     return this.opts.credentials;
+  }
+
+  get certificateWaitMs(): number {
+    return this.certWaitMs;
   }
 
   self(pod: PodRef): WorkloadInfo | undefined {
@@ -112,6 +143,9 @@ export class MeshProxy {
     if (plan.kind === 'refuse') {
       ctx.warn('no-endpoint', { dst: formatAddress(dst) }, `outbound connection refused: ${plan.reason}`);
       ctx.record.end = 'refused';
+      ctx.record.error = plan.reason;
+      const labels = tcpLabels({ reporter: 'source', source, sourcePrincipal: source?.identity, destinationService: plan.service?.hostname, mtls: false, flags: 'UH' });
+      this.telemetry.refused({ labels, source: ctx.record.source, destination: formatAddress(dst), durationMs: 0, requestBytes: 0, responseBytes: 0, error: plan.reason });
       down.resetAndDestroy();
       return;
     }
@@ -122,21 +156,25 @@ export class MeshProxy {
       forwardHandler({ connectTimeoutMs: this.connectTimeoutMs, idleTimeoutMs: this.idleTimeoutMs, target: () => ({ host: plan.address, port: plan.port }) })(down, ctx);
       return;
     }
-    const authority = `${plan.address.includes(':') ? `[${plan.address}]` : plan.address}:${plan.port}`;
-    ctx.record.upstream = `${plan.address}:15008 (HBONE ${authority})`;
-    const base = { reporter: 'source' as const, source, sourcePrincipal: source?.identity, destination: plan.peer, destinationPrincipal: plan.peer.identity, destinationService: plan.service?.hostname, mtls: true };
-    let creds;
+    const authority = formatAddress({ address: plan.address, port: plan.port });
+    ctx.record.upstream = `${formatAddress({ address: plan.address, port: HBONE_PORT })} (HBONE ${authority})`;
+    const base = { reporter: 'source' as const, source, destination: plan.peer, destinationPrincipal: plan.peer.identity, destinationService: plan.service?.hostname, mtls: true };
+    let creds: WorkloadCredentials;
     try {
       creds = await this.opts.credentials.get(ctx.pod.uid, this.certWaitMs);
     } catch (err) {
-      ctx.warn('no-cert', {}, `outbound connection to ${authority} refused: ${(err as Error).message}`);
+      const why = `outbound connection to ${authority} refused: pod ${ctx.pod.namespace}/${ctx.pod.name} has no workload certificate yet (${(err as Error).message}) — is ambit-control reachable from the agent, and does it sign for this service account?`;
+      ctx.warn('no-cert', {}, why);
       ctx.record.end = 'refused';
       ctx.record.error = 'no certificate';
-      this.telemetry.close({ labels: tcpLabels({ ...base, flags: 'UF' }), source: ctx.record.source, destination: authority, durationMs: Date.now() - ctx.record.startedAt, requestBytes: 0, responseBytes: 0, error: (err as Error).message });
+      this.telemetry.refused({ labels: tcpLabels({ ...base, sourcePrincipal: source?.identity, flags: 'UF' }), source: ctx.record.source, destination: authority, durationMs: Date.now() - ctx.record.startedAt, requestBytes: 0, responseBytes: 0, error: why });
       down.resetAndDestroy();
       return;
     }
-    this.telemetry.open(tcpLabels(base));
+    // The principal is the one the certificate carries: that is what the destination will see.
+    const labels = { ...base, sourcePrincipal: creds.identity };
+    this.telemetry.open(tcpLabels(labels));
+    resumeOnFirstReader(down);
     const record: TunnelRecord = await this.client.tunnel(
       {
         source: creds,
@@ -153,7 +191,7 @@ export class MeshProxy {
       ctx.record.error = record.error;
       ctx.warn(`hbone:${record.responseFlags}`, { dst: authority }, record.error);
     }
-    this.telemetry.close({ labels: tcpLabels({ ...base, flags: record.responseFlags }), source: ctx.record.source, destination: authority, durationMs: record.durationMs, requestBytes: record.requestBytes, responseBytes: record.responseBytes, ...(record.error ? { error: record.error } : {}) });
+    this.telemetry.close({ labels: tcpLabels({ ...labels, flags: record.responseFlags }), source: ctx.record.source, destination: authority, durationMs: record.durationMs, requestBytes: record.requestBytes, responseBytes: record.responseBytes, ...(record.error ? { error: record.error } : {}) });
   }
 
   private inboundPlaintext(down: import('node:net').Socket, ctx: ConnectionContext): void {
@@ -172,7 +210,7 @@ export class MeshProxy {
       ctx.warn(`deny:${decision.code}`, { src: ctx.record.source }, decision.reason);
       ctx.record.end = 'refused';
       ctx.record.error = decision.code;
-      this.telemetry.close({ labels: labels('RBAC'), source: ctx.record.source, destination: formatAddress(dst), durationMs: 0, requestBytes: 0, responseBytes: 0, error: decision.reason });
+      this.telemetry.refused({ labels: labels('RBAC'), source: ctx.record.source, destination: formatAddress(dst), durationMs: 0, requestBytes: 0, responseBytes: 0, error: decision.reason });
       down.resetAndDestroy();
       return;
     }
@@ -211,80 +249,134 @@ class PodTunnelServer {
       this.starting = undefined;
       ctx.warn('no-cert', {}, `HBONE connection from ${ctx.record.source} refused: ${(err as Error).message}`);
       ctx.record.end = 'refused';
+      ctx.record.error = 'no certificate';
       down.resetAndDestroy();
       return;
     }
     if (this.closed) {
+      ctx.record.end = 'refused';
       down.destroy();
       return;
     }
     ctx.record.upstream = 'hbone';
-    down.resume();
     server.acceptSocket(down);
   }
 
   async close(drainMs = 5000): Promise<void> {
     this.closed = true;
-    await this.server?.close({ drainMs });
+    const server = this.server ?? (await this.starting?.catch(() => undefined));
+    await server?.close({ drainMs });
   }
 
   private async start(): Promise<HboneServer> {
     const { credentials, view, log } = this.mesh;
-    await credentials.get(this.pod.uid, 5000);
-    const self = () => this.mesh.self(this.pod);
-    const podLog = log.child({ component: 'hbone-server', pod: `${this.pod.namespace}/${this.pod.name}` });
+    const pod = `${this.pod.namespace}/${this.pod.name}`;
+    let last = await credentials.get(this.pod.uid, this.mesh.certificateWaitMs).catch((err: Error) => {
+      throw new Error(`pod ${pod} has no workload certificate yet (${err.message}) — is ambit-control reachable from the agent?`, { cause: err });
+    });
+    const podLog = log.child({ component: 'hbone-server', pod });
     const server = new HboneServer({
-      credentials: () => {
-        const c = credentials.current(this.pod.uid);
-        if (!c) throw new Error(`pod ${this.pod.namespace}/${this.pod.name} has no certificate`);
-        return c;
-      },
+      // Read at every handshake. A pod whose certificate was dropped keeps presenting the last one
+      // until the listener closes: throwing here would throw inside the server's event handlers.
+      credentials: () => (last = credentials.current(this.pod.uid) ?? last),
       trustBundle: () => view.trustRoots(),
       logger: podLog,
-      onTunnel: async (req) => {
-        const me = self();
-        const decision = inboundDecision(l4Connection({ sourcePrincipal: req.peerIdentity, sourceIp: req.remoteAddress, destinationIp: req.host, destinationPort: req.port }), 'mtls', {
-          workload: subject(this.pod, me),
-          authorizationPolicies: view.authorizationPolicies(),
-          peerAuthentications: view.peerAuthentications(),
-          rootNamespace: view.rootNamespace(),
-        });
-        if (!decision.allowed) {
-          podLog.warn({ peer: req.peerIdentity, src: req.remoteAddress, dst: req.authority, policy: decision.policy }, `HBONE tunnel denied: ${decision.reason}`);
-          return { refuse: 403, reason: decision.reason };
-        }
-        if (!this.pod.ips.includes(req.host)) return { refuse: 400, reason: `CONNECT to ${req.authority}: not an address of pod ${this.pod.namespace}/${this.pod.name}` };
-        return connectApp(this.pod, req.host, req.port, this.dialer, podLog);
-      },
-      onEvent: (ev) => {
-        if (ev.type === 'open') return;
-        this.report(ev.tunnel);
-      },
-      onReject: (ev) => podLog.warn({ ...ev }, `HBONE input rejected: ${ev.reason}`),
+      // The app connect has its own, shorter deadline (with a clearer reason) inside this one.
+      tunnelSetupTimeoutMs: this.mesh.connectTimeoutMs + 1000,
+      onTunnel: (req) => Promise.resolve(this.decide(req, podLog)),
+      onEvent: (ev) => this.report(ev),
+      onReject: (ev) => this.mesh.telemetry.rejected(ev),
     });
     this.server = server;
     return server;
   }
 
+  /** Policy first (cheap, and the answer a denied peer gets whatever it asked for), then the app. */
+  private decide(req: TunnelRequest, podLog: Logger): TunnelRefusal | Promise<Duplex | TunnelRefusal> {
+    const pod = `${this.pod.namespace}/${this.pod.name}`;
+    if (!this.pod.ips.includes(req.host)) {
+      return { refuse: 400, reason: `CONNECT to ${req.authority}: not an address of pod ${pod} (its addresses: ${this.pod.ips.join(', ')})` };
+    }
+    const { view } = this.mesh;
+    const decision = inboundDecision(l4Connection({ sourcePrincipal: req.peerIdentity, sourceIp: unmapIPv4(req.remoteAddress), destinationIp: req.host, destinationPort: req.port }), 'mtls', {
+      workload: subject(this.pod, this.mesh.self(this.pod)),
+      authorizationPolicies: view.authorizationPolicies(),
+      peerAuthentications: view.peerAuthentications(),
+      rootNamespace: view.rootNamespace(),
+    });
+    // No log line of our own for a denial: the access log carries the reason (one line per connection).
+    if (!decision.allowed) return { refuse: 403, reason: decision.reason };
+    return connectApp(this.pod, req.host, req.port, this.dialer, this.mesh.connectTimeoutMs, podLog);
+  }
+
   /** The pod netns dialer of the listener that accepted the first socket. */
   dialer: ConnectionContext['dial'] | undefined;
 
-  private report(t: TunnelRecord): void {
-    const me = this.mesh.self(this.pod);
+  /** Opened when the tunnel is up; a refused tunnel is opened and closed at once. */
+  private report(ev: TunnelEvent): void {
+    const t = ev.tunnel;
     const [host, port] = splitAuthority(t.authority);
-    const labels = tcpLabels({
-      reporter: 'destination',
-      source: this.mesh.view.workloadByIp(t.peerAddress.replace(/:\d+$/, '').replace(/^\[|\]$/g, '')),
-      sourcePrincipal: t.peerIdentity,
-      destination: me,
-      destinationPrincipal: t.localIdentity,
-      destinationService: this.mesh.view.serviceByEndpoint(host, port)?.hostname,
-      mtls: true,
-      flags: t.responseFlags,
-    });
-    this.mesh.telemetry.open(labels);
-    this.mesh.telemetry.close({ labels, source: t.peerAddress, destination: t.authority, durationMs: t.durationMs, requestBytes: t.requestBytes, responseBytes: t.responseBytes, ...(t.error ? { error: t.error } : {}) });
+    const labels = (flags: string) =>
+      tcpLabels({
+        reporter: 'destination',
+        source: this.mesh.view.workloadByIp(unmapIPv4(splitAuthority(t.peerAddress)[0])),
+        sourcePrincipal: t.peerIdentity,
+        destination: this.mesh.self(this.pod),
+        destinationPrincipal: t.localIdentity,
+        destinationService: this.mesh.view.serviceByEndpoint(host, port)?.hostname,
+        mtls: true,
+        flags,
+      });
+    if (ev.type === 'open') {
+      this.opened.add(t.id);
+      this.mesh.telemetry.open(labels('-'));
+      return;
+    }
+    const report = { labels: labels(t.responseFlags), source: t.peerAddress, destination: t.authority, durationMs: t.durationMs, requestBytes: t.requestBytes, responseBytes: t.responseBytes, ...(t.error ? { error: t.error } : {}) };
+    if (this.opened.delete(t.id)) this.mesh.telemetry.close(report);
+    else this.mesh.telemetry.refused(report);
   }
+
+  /** ids of this server's tunnels that are open (their close is then a close, not a refusal) */
+  private readonly opened = new Set<number>();
+}
+
+/**
+ * Wraps a handler so that neither a throw nor a rejected promise escapes: the connection is cut
+ * and the bug logged, and the listener goes on serving everyone else.
+ */
+function guarded(kind: ListenerKind, fn: (down: import('node:net').Socket, ctx: ConnectionContext) => void | Promise<void>): ConnectionHandler {
+  return (down, ctx) => {
+    const fail = (err: unknown): void => {
+      ctx.log.error({ err, listener: kind }, `mesh ${kind} handler failed; closing that connection (a bug: please report it)`);
+      ctx.record.end = 'error';
+      ctx.record.error = (err as Error)?.message ?? String(err);
+      down.destroy();
+    };
+    try {
+      const done = fn(down, ctx);
+      if (done) done.catch(fail);
+    } catch (err) {
+      fail(err);
+    }
+  };
+}
+
+/**
+ * The listener hands sockets over paused (pauseOnConnect: nothing may be read before the handler
+ * decides), and a stream paused explicitly does not start flowing when a 'data' listener is added.
+ * The HBONE relay only adds its listener: resume once it has (a microtask later, so no byte can be
+ * emitted before the listener is there). Harmless if the relay resumes by itself.
+ */
+function resumeOnFirstReader(sock: import('node:net').Socket): void {
+  const onListener = (event: string | symbol): void => {
+    if (event !== 'data') return;
+    sock.off('newListener', onListener);
+    queueMicrotask(() => {
+      if (!sock.destroyed) sock.resume();
+    });
+  };
+  sock.on('newListener', onListener);
 }
 
 function splitAuthority(a: string): [string, number] {
@@ -293,14 +385,21 @@ function splitAuthority(a: string): [string, number] {
 }
 
 /** Connects to the application inside the pod netns; resolves once connected (or a refusal). */
-function connectApp(pod: PodRef, host: string, port: number, dial: ConnectionContext['dial'] | undefined, log: Logger): Promise<Duplex | { refuse: number; reason: string }> {
-  if (!dial) return Promise.resolve({ refuse: 503, reason: 'the pod listener is not ready' });
+function connectApp(pod: PodRef, host: string, port: number, dial: ConnectionContext['dial'] | undefined, timeoutMs: number, log: Logger): Promise<Duplex | TunnelRefusal> {
+  const name = `${pod.namespace}/${pod.name}`;
+  if (!dial) return Promise.resolve({ refuse: 503, reason: `the listeners of pod ${name} are not ready` });
   return new Promise((resolve) => {
-    const sock = dial.connect({ host, port });
+    let sock: import('node:net').Socket;
+    try {
+      sock = dial.connect({ host, port });
+    } catch (err) {
+      resolve({ refuse: 503, reason: `cannot make a socket in pod ${name}: ${(err as Error).message}` });
+      return;
+    }
     const timer = setTimeout(() => {
       sock.destroy();
-      resolve({ refuse: 504, reason: `the application in ${pod.namespace}/${pod.name} did not accept on port ${port} within 10 s` });
-    }, 10_000);
+      resolve({ refuse: 504, reason: `the application in ${name} did not accept on port ${port} within ${timeoutMs} ms` });
+    }, timeoutMs);
     sock.once('connect', () => {
       clearTimeout(timer);
       resolve(sock);
@@ -308,7 +407,7 @@ function connectApp(pod: PodRef, host: string, port: number, dial: ConnectionCon
     sock.once('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
       log.debug({ err, port }, 'application connect failed');
-      resolve({ refuse: err.code === 'ECONNREFUSED' ? 502 : 503, reason: `nothing accepts on port ${port} in pod ${pod.namespace}/${pod.name} (${err.code ?? err.message})` });
+      resolve({ refuse: err.code === 'ECONNREFUSED' ? 502 : 503, reason: `nothing accepts on port ${port} in pod ${name} (${err.code ?? err.message})` });
     });
   });
 }

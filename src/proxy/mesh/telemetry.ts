@@ -9,6 +9,7 @@
  */
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
+import type { RejectEvent } from '../hbone/index.js';
 import type { WorkloadInfo } from './view.js';
 
 export const TCP_LABELS = [
@@ -45,6 +46,8 @@ export class MeshTelemetry {
   readonly closed: Counter<(typeof TCP_LABELS)[number]>;
   readonly sent: Counter<(typeof TCP_LABELS)[number]>;
   readonly received: Counter<(typeof TCP_LABELS)[number]>;
+  /** input the HBONE port refused before any tunnel: garbage, plain HTTP, no client certificate… */
+  readonly hboneRejected: Counter<'scope' | 'status'>;
 
   constructor(
     registry: Registry,
@@ -56,10 +59,27 @@ export class MeshTelemetry {
     this.closed = new Counter({ name: 'istio_tcp_connections_closed_total', help: 'TCP connections closed', labelNames, registers });
     this.sent = new Counter({ name: 'istio_tcp_sent_bytes_total', help: 'Bytes the destination sent back during the connection', labelNames, registers });
     this.received = new Counter({ name: 'istio_tcp_received_bytes_total', help: 'Bytes the destination received during the connection', labelNames, registers });
+    this.hboneRejected = new Counter({
+      name: 'ambit_hbone_rejected_total',
+      help: 'Connections (scope=connection: failed TLS, not HTTP/2, no workload certificate) and requests (scope=stream: not CONNECT, bad authority, headers too large) refused on the HBONE port; the reason is in the proxy log',
+      labelNames: ['scope', 'status'],
+      registers,
+    });
   }
 
   open(labels: TcpLabels): void {
     this.opened.inc(labels);
+  }
+
+  /** A connection refused at once (policy, no endpoint, no certificate): opened and closed, one log line. */
+  refused(r: ConnectionReport): void {
+    this.opened.inc(r.labels);
+    this.close(r);
+  }
+
+  /** Input refused on the HBONE port before it became a tunnel (the HBONE server logs the reason). */
+  rejected(ev: RejectEvent): void {
+    this.hboneRejected.inc({ scope: ev.scope, status: ev.status === undefined ? 'none' : String(ev.status) });
   }
 
   /** Counts the close and the bytes, and writes the access-log line. */
