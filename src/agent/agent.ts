@@ -234,8 +234,28 @@ export class Agent {
       await removeHostProbeSnat({ config: this.redirect }).catch((err: Error) => log.error({ err }, 'could not remove the host probe SNAT'));
       log.info({ pods: enrolled.length }, 'uninstalled: CNI plugin, pod redirection and probe SNAT removed');
     }
-    for (const p of this.proxies.values()) p.close();
-    await this.proxy.close();
+    await this.drain(config.drainMs);
+  }
+
+  /**
+   * Graceful drain: the in-pod listeners stop accepting at once (the pods' rules stay: a restart's
+   * next agent takes over), open connections get `drainMs` to finish, then the rest is cut.
+   */
+  private async drain(drainMs: number): Promise<void> {
+    const started = Date.now();
+    const proxies = [...this.proxies.values()];
+    for (const p of proxies) p.close();
+    const open = (): number => proxies.reduce((n, p) => n + p.activeConnections, 0);
+    const before = open();
+    let timer: NodeJS.Timeout | undefined;
+    const finished = await Promise.race([
+      Promise.all(proxies.map((p) => p.idle())).then(() => true),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), drainMs))),
+    ]);
+    clearTimeout(timer);
+    this.opts.log.info({ open: before, left: open(), ms: Date.now() - started, drainMs }, finished ? 'drained: every connection finished' : 'drain time over: cutting the connections still open');
+    await this.proxy.close(Math.max(0, drainMs - (Date.now() - started)));
+    for (const p of proxies) p.destroy();
   }
 
   private reconcileSoon(): void {

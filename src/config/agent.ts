@@ -28,6 +28,7 @@
  * | --token-file | AMBIT_TOKEN_FILE | /var/run/secrets/ambit/token (projected, pod-bound; re-read on every call) |
  * | --cert-ttl | AMBIT_CERT_TTL | 24h (asked of the CA, which never grants more than its own limit) |
  * | --cert-wait | AMBIT_CERT_WAIT | 5s (how long a connection waits for its pod's first certificate) |
+ * | --drain | AMBIT_DRAIN | 8s (on SIGTERM, how long open connections may finish; below the pod's grace period) |
  * | --log-level | AMBIT_LOG_LEVEL | info |
  */
 import { isIP } from 'node:net';
@@ -67,6 +68,8 @@ export interface AgentConfig {
   tokenFile: string;
   certTtlMs: number;
   certWaitMs: number;
+  /** on SIGTERM: listeners close at once, open connections get this long to finish */
+  drainMs: number;
   logLevel: LogLevel;
 }
 
@@ -106,6 +109,7 @@ export function parseAgentConfig(env: Readonly<Record<string, string | undefined
   const tokenFile = r.path('token-file', 'AMBIT_TOKEN_FILE', '/var/run/secrets/ambit/token');
   const certTtlMs = r.duration('cert-ttl', 'AMBIT_CERT_TTL', '24h', 10_000);
   const certWaitMs = r.duration('cert-wait', 'AMBIT_CERT_WAIT', '5s', 0);
+  const drainMs = r.duration('drain', 'AMBIT_DRAIN', '8s', 0);
   const logLevel = r.logLevel();
   r.reportUnknownFlags();
   if (r.errors.length > 0) return { ok: false, errors: r.errors };
@@ -134,6 +138,7 @@ export function parseAgentConfig(env: Readonly<Record<string, string | undefined
       tokenFile,
       certTtlMs,
       certWaitMs,
+      drainMs,
       logLevel,
     },
   };

@@ -68,7 +68,7 @@ async function main(): Promise<void> {
         return false;
       });
       log.info({ signal, uninstall }, uninstall ? 'stopping: the DaemonSet is gone, uninstalling from the node' : 'stopping: restart, the node keeps its capture');
-      const hardStop = setTimeout(() => process.exit(0), 10_000);
+      const hardStop = setTimeout(() => process.exit(0), config.drainMs + 5000);
       hardStop.unref();
       await agent.stop({ uninstall });
       metricsServer.close();
