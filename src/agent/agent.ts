@@ -133,7 +133,9 @@ export class Agent {
         if (pod.uid) certs.ensure(pod);
         return holder.agent!.openProxy(netns, pod, upstream);
       },
-      syncProbeSnat: (ips) => syncHostProbeSnat(ips, { backend: decision.value, config: redirect }),
+      // The fast path (own backend only): on the CNI ADD path every process is latency; the
+      // periodic sync in maintain() cleans the other backends.
+      syncProbeSnat: (ips) => syncHostProbeSnat(ips, { backend: decision.value, config: redirect, ownBackendOnly: true }),
       ...(opts.getPod ? { lookupPod: opts.getPod } : {}),
     };
     const enroller = new Enroller({ nodeName: config.nodeName, effects, metrics, log: log.child({ component: 'enrol' }) });

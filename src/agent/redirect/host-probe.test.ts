@@ -209,3 +209,15 @@ test('remove and inspect find ours in every backend and leave foreign rules', as
     ],
   );
 });
+
+test('sync of the own backend only (the CNI ADD path): one save and one restore per family, nothing else', async () => {
+  const legacyLeftover = EMPTY_NAT.replace('COMMIT', ':AMBIT-PROBE-SNAT - [0:0]\n-A POSTROUTING -j AMBIT-PROBE-SNAT\nCOMMIT');
+  const node = fakeNode({ 'iptables-legacy-save': legacyLeftover, 'iptables-nft-save': EMPTY_NAT });
+  await syncHostProbeSnat(['10.244.1.3'], { backend: 'iptables-nft', run: node.run, ownBackendOnly: true });
+  assert.deepEqual(node.calls.map((c) => c.argv), ['iptables-nft-save', 'iptables-nft-restore --noflush --wait=10']);
+  assert.match(node.calls[1]!.stdin!, /-d 10\.244\.1\.3\/32/);
+  const nft = fakeNode({});
+  await syncHostProbeSnat(['10.244.1.3'], { backend: 'nft', run: nft.run, ownBackendOnly: true });
+  assert.equal(nft.calls.length, 1, 'nft: one transaction, no reads');
+  assert.match(nft.calls[0]!.stdin!, /elements = \{ 10\.244\.1\.3 \}/);
+});

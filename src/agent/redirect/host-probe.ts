@@ -216,6 +216,16 @@ export interface HostProbeOptions {
   lockFile?: string;
 }
 
+export interface HostProbeSyncOptions extends HostProbeOptions {
+  /**
+   * Read and write only the chosen backend (one save and one restore per family; nft: one
+   * transaction). For the CNI ADD path, where every process is latency: leftovers in the other
+   * backends are cleaned by the next full sync (the agent's periodic one), and they never
+   * conflict — each backend's chain holds the same SNAT rules.
+   */
+  ownBackendOnly?: boolean;
+}
+
 export type HostProbeCleanupOptions = Omit<HostProbeOptions, 'backend'>;
 
 /** Which backends hold our node rules; for reconciliation and tests. */
@@ -242,10 +252,25 @@ export class HostProbeError extends Error {
  * family's iptables nat table, or the nft table, changes in one atomic commit; applying twice
  * equals applying once.
  */
-export async function syncHostProbeSnat(podIps: readonly string[], opts: HostProbeOptions): Promise<void> {
+export async function syncHostProbeSnat(podIps: readonly string[], opts: HostProbeSyncOptions): Promise<void> {
   const config = opts.config ?? DEFAULT_REDIRECT_CONFIG;
   for (const family of FAMILIES) probeTargets(family, podIps); // bad input fails before anything runs
   const tools = new NodeTools(opts);
+  if (opts.ownBackendOnly) {
+    const backend = opts.backend;
+    if (backend === 'nft') {
+      await tools.nft(buildHostProbeNftables(config, podIps));
+      return;
+    }
+    await Promise.all(
+      config.families.map(async (family) => {
+        const current = await tools.iptablesState(backend, family);
+        if (current === undefined) throw new HostProbeError(...tools.unreadable(backend, family));
+        await tools.iptablesRestore(backend, family, buildHostProbeIptables(config, family, podIps, current));
+      }),
+    );
+    return;
+  }
   const state = await readNode(tools);
   for (const backend of IPTABLES_BACKENDS) {
     for (const family of FAMILIES) {

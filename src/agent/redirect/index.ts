@@ -51,5 +51,6 @@ export {
   syncHostProbeSnat,
   type HostProbeCleanupOptions,
   type HostProbeOptions,
+  type HostProbeSyncOptions,
   type HostProbePresence,
 } from './host-probe.js';
