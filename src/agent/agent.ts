@@ -17,6 +17,8 @@
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import type { ConfigUpdate } from '../api/client.js';
+import type { NodeSnapshot, ResourceError } from '../api/types.js';
 import type { AgentConfig } from '../config/agent.js';
 import { resolverFromResolvConf } from '../config/agent.js';
 import type { HostPort } from '../config/settings.js';
@@ -28,10 +30,11 @@ import { InPodProxy, addStats, emptyStats, type InPodStats } from '../proxy/inde
 import type { KubeObject, PodObject } from '../state/objects.js';
 import { peerCredentials, socketFd } from '../sys/index.js';
 import { MeshProxy } from '../proxy/mesh/node.js';
+import { ProxyWorkerPool } from '../proxy/workers/index.js';
 import { CniServer } from './cni-server.js';
 import { AgentCertMetrics, CertificateManager } from './certs.js';
 import { ControlLink } from './control-link.js';
-import { MeshConfig } from './mesh-config.js';
+import { MeshConfig, acceptUpdate } from './mesh-config.js';
 import { Enroller, NetnsFinder, type EnrolEffects, type PodRef, type PodSnapshot } from './enrol/index.js';
 import type { AgentMetrics } from './metrics.js';
 import {
@@ -87,6 +90,8 @@ export class Agent {
     readonly certs: CertificateManager,
     private readonly control: ControlLink,
     readonly proxy: MeshProxy,
+    /** the proxy's worker threads (--proxy-workers > 1); undefined: the main thread proxies */
+    readonly workers: ProxyWorkerPool | undefined,
   ) {}
 
   static async start(opts: AgentOptions): Promise<Agent> {
@@ -99,7 +104,8 @@ export class Agent {
 
     // The mesh: config and certificates from ambit-control. Never awaited here: enrolment (capture)
     // needs no control plane; connections wait for a certificate or use the last config held.
-    const mesh = new MeshConfig({ log: log.child({ component: 'mesh-config' }) });
+    const mesh = new SnapshotMeshConfig({ log: log.child({ component: 'mesh-config' }) });
+    const workers = config.proxyWorkers > 1 ? await startWorkers(opts, redirect, mesh) : undefined;
     const control = ControlLink.start({
       node: config.nodeName,
       address: config.controlAddress,
@@ -117,6 +123,12 @@ export class Agent {
       ttlSeconds: Math.round(config.certTtlMs / 1000),
     });
     const proxy = new MeshProxy({ view: mesh.liveView(), credentials: certs, log: log.child({ component: 'proxy' }), registry: metrics.registry, certificateWaitMs: config.certWaitMs });
+    if (workers) {
+      // Certificates reach every worker on issue and renewal; release makes them forget the key.
+      certs.on('issued', (cert) => workers.setCredentials(cert.podUid, cert));
+      certs.on('released', (uid) => workers.releaseCredentials(uid));
+      certs.on('failed', (pod, err) => workers.credentialsFailed(pod.uid, err.message));
+    }
 
     const finder = new NetnsFinder({ netnsDir: config.netnsDir, log });
     const holder: { agent?: Agent } = {};
@@ -178,7 +190,7 @@ export class Agent {
       },
     });
 
-    const agent = new Agent(opts, decision.value, redirect, enroller, pods, namespaces, cni, mesh, certs, control, proxy);
+    const agent = new Agent(opts, decision.value, redirect, enroller, pods, namespaces, cni, mesh, certs, control, proxy, workers);
     holder.agent = agent;
     agent.registerTrafficMetrics(metrics.registry);
     pods.start();
@@ -203,7 +215,8 @@ export class Agent {
   }
 
   /** What the in-pod listeners relayed so far, over every pod this agent has served. */
-  trafficStats(): InPodStats {
+  async trafficStats(): Promise<InPodStats> {
+    if (this.workers) return this.workers.stats();
     let total = this.retired;
     for (const p of this.proxies.values()) total = addStats(total, p.stats());
     return total;
@@ -244,6 +257,13 @@ export class Agent {
    * next agent takes over), open connections get `drainMs` to finish, then the rest is cut.
    */
   private async drain(drainMs: number): Promise<void> {
+    if (this.workers) {
+      const { open, left } = await this.workers.drain(drainMs);
+      this.opts.log.info({ open, left, drainMs, workers: this.workers.size }, left === 0 ? 'drained: every connection finished' : 'drain time over: the connections still open were cut');
+      await this.workers.close();
+      await this.proxy.close(0);
+      return;
+    }
     const started = Date.now();
     const proxies = [...this.proxies.values()];
     for (const p of proxies) p.close();
@@ -269,6 +289,17 @@ export class Agent {
 
   private async openProxy(netns: string, pod: PodRef, upstream: HostPort | undefined): Promise<{ close(): Promise<void> }> {
     const key = pod.uid || `${pod.namespace}/${pod.name}`;
+    const workers = this.workers;
+    if (workers) {
+      // Every worker listens (SO_REUSEPORT); established connections keep running after close.
+      await workers.openPod(netns, pod, upstream);
+      return {
+        close: async () => {
+          await workers.closePod(key);
+          if (pod.uid) this.certs.release(pod.uid);
+        },
+      };
+    }
     const mesh = this.proxy.forPod(pod);
     const proxy = await InPodProxy.open(netns, pod, {
       config: this.redirect,
@@ -315,19 +346,33 @@ export class Agent {
     await syncHostProbeSnat(ips, { backend: this.backend, config: this.redirect }).catch((err: Error) => log.error({ err }, 'could not sync the host probe SNAT'));
   }
 
+  /** The node's metrics as /metrics serves them: with workers, their registries merged with the agent's. */
+  metrics(): Promise<string> {
+    return this.workers ? this.workers.metrics() : this.opts.metrics.registry.metrics();
+  }
+
   /** Captured connections and bytes as counters, read from the listeners when Prometheus scrapes. */
   private registerTrafficMetrics(registry: Registry): void {
     const m = this.opts.metrics;
     let last = emptyStats();
-    const collect = (): void => {
-      const now = this.trafficStats();
-      m.capturedConnections.inc({ direction: 'outbound' }, now.outbound.opened - last.outbound.opened);
-      m.capturedConnections.inc({ direction: 'inbound' }, now.inbound.opened - last.inbound.opened);
-      m.capturedBytesTotal.inc({ direction: 'outbound' }, bytes(now.outbound) - bytes(last.outbound));
-      m.capturedBytesTotal.inc({ direction: 'inbound' }, bytes(now.inbound) - bytes(last.inbound));
-      m.dnsQueries.inc(now.dnsUdp.queries + now.dns.opened - last.dnsUdp.queries - last.dns.opened);
-      last = now;
-    };
+    // (a counter never goes down: max(0, …) guards against a worker whose last counts were lost)
+    const inc = (counter: { inc(labels: { direction: string }, n: number): void }, direction: string, n: number): void => counter.inc({ direction }, Math.max(0, n));
+    let running: Promise<void> | undefined;
+    // Asynchronous with workers (their stats come by message); concurrent scrapes share one collection.
+    const collect = (): Promise<void> =>
+      (running ??= (async () => {
+        try {
+          const now = await this.trafficStats();
+          inc(m.capturedConnections, 'outbound', now.outbound.opened - last.outbound.opened);
+          inc(m.capturedConnections, 'inbound', now.inbound.opened - last.inbound.opened);
+          inc(m.capturedBytesTotal, 'outbound', bytes(now.outbound) - bytes(last.outbound));
+          inc(m.capturedBytesTotal, 'inbound', bytes(now.inbound) - bytes(last.inbound));
+          m.dnsQueries.inc(Math.max(0, now.dnsUdp.queries + now.dns.opened - last.dnsUdp.queries - last.dns.opened));
+          last = now;
+        } finally {
+          running = undefined;
+        }
+      })());
     // prom-client calls collect() of every metric on scrape; hooking one is enough.
     const metric = registry.getSingleMetric('ambit_agent_captured_connections_total') as unknown as { collect?: () => void };
     metric.collect = collect;
@@ -342,4 +387,42 @@ async function readResolver(log: Logger): Promise<HostPort | undefined> {
   if (upstream) log.info({ upstream }, 'captured DNS goes to the cluster resolver from resolv.conf');
   else log.warn('no nameserver in /etc/resolv.conf: captured DNS queries cannot be answered; set --dns-upstream');
   return upstream;
+}
+
+/**
+ * MeshConfig that also keeps the accepted snapshot behind its index, for the proxy workers (each
+ * builds its own index from it). MeshConfig keeps that snapshot private, so this re-runs the same
+ * pure acceptUpdate on the same inputs — identical result, at the cost of a second pass per update.
+ * Removable once MeshConfig exposes its accepted snapshot.
+ */
+class SnapshotMeshConfig extends MeshConfig {
+  accepted: NodeSnapshot | undefined;
+  onAccepted: ((snapshot: NodeSnapshot) => void) | undefined;
+
+  override apply(update: ConfigUpdate): ResourceError[] {
+    const errors = super.apply(update);
+    this.accepted = acceptUpdate(this.accepted, update).accepted;
+    this.onAccepted?.(this.accepted);
+    return errors;
+  }
+}
+
+/** The proxy's worker threads, fed with every accepted config (certificates are wired by the caller). */
+async function startWorkers(opts: AgentOptions, redirect: RedirectConfig, mesh: SnapshotMeshConfig): Promise<ProxyWorkerPool> {
+  const { config, log, metrics } = opts;
+  const workers = await ProxyWorkerPool.start({
+    workers: config.proxyWorkers,
+    config: redirect,
+    // The workers index the config with the agent's own builder (src/proxy never imports the agent).
+    view: { module: new URL('./mesh-config.js', import.meta.url).href, export: 'buildIndex' },
+    log,
+    registry: metrics.registry,
+    workerLog: { name: 'ambit-agent', level: config.logLevel },
+    mesh: { certificateWaitMs: config.certWaitMs },
+  }).catch((err: Error) => {
+    throw new Error(`${err.message}; --proxy-workers=1 runs the proxy on the main thread instead`, { cause: err });
+  });
+  mesh.onAccepted = (snapshot) => workers.setConfig(snapshot);
+  if (mesh.accepted) workers.setConfig(mesh.accepted);
+  return workers;
 }

@@ -88,3 +88,31 @@ test('control plane settings: defaults follow the namespace; addresses and durat
   for (const needle of ['--control-server-name="-x"', '--control-roots="roots.pem"', '--token-file="token"', '--cert-ttl="5s"', '--cert-wait="soon"']) assert.ok(text.includes(needle), `missing ${needle} in:\n${text}`);
   assert.equal(bad.errors.length, 5);
 });
+
+test('proxy workers: default the CPUs available (at least 1), a number or auto, checked', () => {
+  const cpus = (n: number) => ({ cpus: n });
+  const table: [Record<string, string>, string[], number, number | string][] = [
+    [{}, [], 4, 4],
+    [{}, [], 0, 1],
+    [{ AMBIT_PROXY_WORKERS: '2' }, [], 8, 2],
+    [{ AMBIT_PROXY_WORKERS: '2' }, ['--proxy-workers=1'], 8, 1],
+    [{}, ['--proxy-workers=auto'], 3, 3],
+    [{ AMBIT_PROXY_WORKERS: '0' }, [], 2, 'AMBIT_PROXY_WORKERS="0"'],
+    [{}, ['--proxy-workers=1.5'], 2, '--proxy-workers="1.5"'],
+    [{}, ['--proxy-workers=many'], 2, '--proxy-workers="many"'],
+    [{}, ['--proxy-workers=1000'], 2, '--proxy-workers="1000"'],
+  ];
+  for (const [env, argv, n, want] of table) {
+    const r = parseAgentConfig({ NODE_NAME: 'n1', ...env }, argv, cpus(n));
+    if (typeof want === 'number') {
+      assert.ok(r.ok, JSON.stringify({ env, argv, r }));
+      assert.equal(r.config.proxyWorkers, want, JSON.stringify({ env, argv }));
+    } else {
+      assert.equal(r.ok, false, JSON.stringify({ env, argv }));
+      if (!r.ok) assert.ok(r.errors.some((e) => e.includes(want) && e.includes('proxy workers')), r.errors.join('\n'));
+    }
+  }
+  // Without host facts the machine's own count is used.
+  const own = parseAgentConfig({ NODE_NAME: 'n1' }, []);
+  assert.ok(own.ok && own.config.proxyWorkers >= 1);
+});

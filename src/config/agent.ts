@@ -29,9 +29,11 @@
  * | --cert-ttl | AMBIT_CERT_TTL | 24h (asked of the CA, which never grants more than its own limit) |
  * | --cert-wait | AMBIT_CERT_WAIT | 5s (how long a connection waits for its pod's first certificate) |
  * | --drain | AMBIT_DRAIN | 8s (on SIGTERM, how long open connections may finish; below the pod's grace period) |
+ * | --proxy-workers | AMBIT_PROXY_WORKERS | the CPUs available to the agent (worker threads of the proxy; 1 = no workers, the main thread proxies) |
  * | --log-level | AMBIT_LOG_LEVEL | info |
  */
 import { isIP } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { SettingsReader, type HostPort, type LogLevel } from './settings.js';
 
 export const REDIRECT_BACKENDS = ['auto', 'iptables-legacy', 'iptables-nft', 'nft'] as const;
@@ -70,13 +72,27 @@ export interface AgentConfig {
   certWaitMs: number;
   /** on SIGTERM: listeners close at once, open connections get this long to finish */
   drainMs: number;
+  /** worker threads the proxy spreads over (SO_REUSEPORT in every pod); 1: the main thread proxies */
+  proxyWorkers: number;
   logLevel: LogLevel;
 }
 
 export type AgentParseResult = { ok: true; config: AgentConfig } | { ok: false; errors: string[] };
 
-/** Parses the configuration from `env` and `argv` (without node and the script). Pure. */
-export function parseAgentConfig(env: Readonly<Record<string, string | undefined>>, argv: readonly string[]): AgentParseResult {
+/** What the machine offers, for defaults that depend on it. */
+export interface HostFacts {
+  /** CPUs this process may run on (os.availableParallelism()) */
+  cpus: number;
+}
+
+/** Most proxy workers accepted: beyond the CPUs they only add memory and context switches. */
+export const MAX_PROXY_WORKERS = 256;
+
+/**
+ * Parses the configuration from `env` and `argv` (without node and the script). Pure given `host`
+ * (by default read from this machine).
+ */
+export function parseAgentConfig(env: Readonly<Record<string, string | undefined>>, argv: readonly string[], host: HostFacts = { cpus: availableParallelism() }): AgentParseResult {
   const r = new SettingsReader(env, argv, 'src/config/agent.ts');
   const nodeName = r.setting('node-name', 'NODE_NAME', '');
   if (!nodeName.value) r.errors.push('the node name is not set: set NODE_NAME from the downward API (fieldRef spec.nodeName) or pass --node-name');
@@ -110,6 +126,11 @@ export function parseAgentConfig(env: Readonly<Record<string, string | undefined
   const certTtlMs = r.duration('cert-ttl', 'AMBIT_CERT_TTL', '24h', 10_000);
   const certWaitMs = r.duration('cert-wait', 'AMBIT_CERT_WAIT', '5s', 0);
   const drainMs = r.duration('drain', 'AMBIT_DRAIN', '8s', 0);
+  const workers = r.setting('proxy-workers', 'AMBIT_PROXY_WORKERS', 'auto');
+  const proxyWorkers = workers.value === 'auto' ? Math.max(1, Math.min(MAX_PROXY_WORKERS, host.cpus)) : Number(workers.value);
+  if (!Number.isInteger(proxyWorkers) || proxyWorkers < 1 || proxyWorkers > MAX_PROXY_WORKERS || !/^(auto|\d+)$/.test(workers.value)) {
+    r.errors.push(`${workers.from}="${workers.value}" is not a number of proxy workers; use 1 to ${MAX_PROXY_WORKERS}, or auto (the CPUs available: ${host.cpus})`);
+  }
   const logLevel = r.logLevel();
   r.reportUnknownFlags();
   if (r.errors.length > 0) return { ok: false, errors: r.errors };
@@ -139,6 +160,7 @@ export function parseAgentConfig(env: Readonly<Record<string, string | undefined
       certTtlMs,
       certWaitMs,
       drainMs,
+      proxyWorkers,
       logLevel,
     },
   };

@@ -53,8 +53,9 @@ async function main(): Promise<void> {
     return cm.data?.['root-cert.pem'];
   };
   const agent = await Agent.start({ config, kube, getPod, getRootCert, log, metrics });
-  const metricsServer = await startAdminServer({ ...config.metricsAddress, registry, readiness: () => agent.readiness() });
-  const readinessServer = await startAdminServer({ ...config.readinessAddress, registry, readiness: () => agent.readiness(), debug: () => agent.snapshot() });
+  // agent.metrics(): with proxy workers, their registries merged with this one on every scrape
+  const metricsServer = await startAdminServer({ ...config.metricsAddress, registry, metrics: () => agent.metrics(), readiness: () => agent.readiness() });
+  const readinessServer = await startAdminServer({ ...config.readinessAddress, registry, metrics: () => agent.metrics(), readiness: () => agent.readiness(), debug: () => agent.snapshot() });
   log.info({ backend: agent.backend, metrics: metricsServer.boundPort, readiness: readinessServer.boundPort, cni: config.cniSocket }, 'ambit-agent started');
 
   let stopping = false;

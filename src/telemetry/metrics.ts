@@ -45,7 +45,13 @@ export interface Readiness {
 export async function startAdminServer(opts: {
   host: string;
   port: number;
+  /** what /metrics serves (its content type is used in any case) */
   registry: Registry;
+  /**
+   * Instead of `registry.metrics()`: the text to serve, made per scrape (the agent merges its
+   * proxy workers' registries with its own).
+   */
+  metrics?: () => Promise<string>;
   readiness: () => Readiness;
   /** served as JSON on /debug/state (the agent's per-pod enrolment, for operators and tests) */
   debug?: () => unknown;
@@ -57,7 +63,7 @@ export async function startAdminServer(opts: {
       return;
     }
     if (path === '/metrics') {
-      opts.registry.metrics().then(
+      (opts.metrics ? opts.metrics() : opts.registry.metrics()).then(
         (text) => res.writeHead(200, { 'Content-Type': opts.registry.contentType }).end(text),
         (err: Error) => res.writeHead(500).end(`metrics failed: ${err.message}\n`),
       );

@@ -141,9 +141,10 @@ export class HboneClient {
    * Connects and relays `downstream` (the captured application connection, created with
    * `allowHalfOpen: true`) through the tunnel until both are closed. Emits open/close events and
    * resolves with the tunnel's record; never rejects (a failed connect resets `downstream` and is
-   * reported in the record's `error` and `responseFlags`).
+   * reported in the record's `error` and `responseFlags` — unless `fallback` takes the error, in
+   * which case `downstream` is left as it was and the record says `fellBack`).
    */
-  async tunnel(req: HboneConnectRequest, downstream: Duplex): Promise<TunnelRecord> {
+  async tunnel(req: HboneConnectRequest, downstream: Duplex, opts: { fallback?: (err: HboneError) => boolean } = {}): Promise<TunnelRecord & { fellBack?: boolean }> {
     const port = req.port ?? HBONE_PORT;
     const record: TunnelRecord = {
       side: 'client',
@@ -168,6 +169,8 @@ export class HboneClient {
       record.responseFlags = flagForError(e);
       record.error = e.message;
       record.durationMs = Date.now() - record.startTime;
+      // The caller may take the connection another way (downstream untouched); else it is reset.
+      if (opts.fallback?.(e)) return { ...record, fellBack: true };
       abortStream(downstream);
       this.#onEvent?.({ type: 'close', tunnel: record });
       return record;

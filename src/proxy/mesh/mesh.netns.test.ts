@@ -297,6 +297,9 @@ async function capture(iface: string, dir: string): Promise<{ stop(): Promise<{ 
   proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   await waitFor('tcpdump to listen', () => stderr.includes('listening on') || proc.exitCode !== null, WAIT_MS);
   assert.equal(proc.exitCode, null, `tcpdump did not start: ${stderr}`);
+  // "listening on" comes when the capture is opened; under load the first packets after it were
+  // seen to be missed now and then: a moment more before the traffic starts.
+  await new Promise((r) => setTimeout(r, 300));
   return {
     async stop() {
       const exited = once(proc, 'exit', WAIT());

@@ -24,14 +24,16 @@
  * Handlers never throw and never leave a rejected promise behind: a bug in a decision closes that
  * one connection with an error log, and the node keeps serving everyone else.
  */
+import type net from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { Service } from '../../api/types.js';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { type ConnectionContext, type ConnectionHandler, type ListenerKind, type PodRef, formatAddress, unmapIPv4 } from '../connection.js';
 import { answerLocally } from '../dns/resolve.js';
 import type { DnsAnswerer } from '../dns-relay.js';
 import { forwardHandler } from '../forward.js';
-import { HBONE_PORT, HboneClient, HboneServer, type TunnelEvent, type TunnelRecord, type TunnelRefusal, type TunnelRequest, type WorkloadCredentials } from '../hbone/index.js';
+import { HBONE_PORT, HboneClient, HboneServer, type TunnelEvent, type TunnelRefusal, type TunnelRequest, type WorkloadCredentials } from '../hbone/index.js';
 import { inboundDecision, l4Connection } from '../policy/index.js';
 import { planOutbound } from './outbound.js';
 import { MeshTelemetry, tcpLabels } from './telemetry.js';
@@ -150,10 +152,7 @@ export class MeshProxy {
       return;
     }
     if (plan.kind === 'passthrough') {
-      const labels = tcpLabels({ reporter: 'source', source, sourcePrincipal: source?.identity, destination: plan.peer, destinationService: plan.service?.hostname, mtls: false });
-      this.telemetry.open(labels);
-      down.once('close', () => this.telemetry.close({ labels, source: ctx.record.source, destination: `${plan.address}:${plan.port}`, durationMs: Date.now() - ctx.record.startedAt, requestBytes: down.bytesRead, responseBytes: down.bytesWritten, ...(ctx.record.error ? { error: ctx.record.error } : {}) }));
-      forwardHandler({ connectTimeoutMs: this.connectTimeoutMs, idleTimeoutMs: this.idleTimeoutMs, target: () => ({ host: plan.address, port: plan.port }) })(down, ctx);
+      this.passthrough(down, ctx, plan, source);
       return;
     }
     const authority = formatAddress({ address: plan.address, port: plan.port });
@@ -175,23 +174,47 @@ export class MeshProxy {
     const labels = { ...base, sourcePrincipal: creds.identity };
     this.telemetry.open(tcpLabels(labels));
     resumeOnFirstReader(down);
-    const record: TunnelRecord = await this.client.tunnel(
+    const record = await this.client.tunnel(
       {
         source: creds,
         expectedPeer: plan.peer.identity,
         address: plan.address,
         authority,
         ...(ctx.pod.ips[0] ? { sourceAddress: ctx.pod.ips[0] } : {}),
-        connectSocket: (t) => ctx.dial.connect({ host: t.host, port: t.port }),
+        connectSocket: (t) => {
+          // A session socket, not a relayed one: when the peer dies without GOAWAY its FIN must
+          // close the session, not leave it half-open in CLOSE-WAIT with new tunnels hanging on it.
+          const s = ctx.dial.connect({ host: t.host, port: t.port });
+          s.allowHalfOpen = false;
+          return s;
+        },
       },
       down as Duplex,
+      // Nothing listens on the destination's :15008: its proxy is not (or no longer) there — the
+      // pod is being enrolled or un-enrolled, and its capture is not in place either. The
+      // connection goes as it would without the mesh rather than failing in that window.
+      { fallback: (err) => err.code === 'CONNECT_REFUSED' },
     );
+    if (record.fellBack) {
+      this.telemetry.close({ labels: tcpLabels({ ...labels, flags: 'UF' }), source: ctx.record.source, destination: authority, durationMs: record.durationMs, requestBytes: 0, responseBytes: 0, error: record.error ?? 'refused' });
+      ctx.warn('hbone-refused', { dst: authority }, `${plan.address}:${HBONE_PORT} refused the tunnel: the destination pod's proxy is not listening (enrolment in progress?); sent without the mesh`);
+      this.passthrough(down, ctx, { address: plan.address, port: plan.port, peer: plan.peer, ...(plan.service ? { service: plan.service } : {}) }, source);
+      return;
+    }
     if (record.error) {
       ctx.record.end = 'upstream-failed';
       ctx.record.error = record.error;
       ctx.warn(`hbone:${record.responseFlags}`, { dst: authority }, record.error);
     }
     this.telemetry.close({ labels: tcpLabels({ ...labels, flags: record.responseFlags }), source: ctx.record.source, destination: authority, durationMs: record.durationMs, requestBytes: record.requestBytes, responseBytes: record.responseBytes, ...(record.error ? { error: record.error } : {}) });
+  }
+
+  /** Plain TCP to the destination from the pod netns (marked), counted as connection_security_policy none. */
+  private passthrough(down: net.Socket, ctx: ConnectionContext, plan: { address: string; port: number; peer?: WorkloadInfo; service?: Service }, source: WorkloadInfo | undefined): void {
+    const labels = tcpLabels({ reporter: 'source', source, sourcePrincipal: source?.identity, destination: plan.peer, destinationService: plan.service?.hostname, mtls: false });
+    this.telemetry.open(labels);
+    down.once('close', () => this.telemetry.close({ labels, source: ctx.record.source, destination: `${plan.address}:${plan.port}`, durationMs: Date.now() - ctx.record.startedAt, requestBytes: down.bytesRead, responseBytes: down.bytesWritten, ...(ctx.record.error ? { error: ctx.record.error } : {}) }));
+    forwardHandler({ connectTimeoutMs: this.connectTimeoutMs, idleTimeoutMs: this.idleTimeoutMs, target: () => ({ host: plan.address, port: plan.port }) })(down, ctx);
   }
 
   private inboundPlaintext(down: import('node:net').Socket, ctx: ConnectionContext): void {
@@ -259,6 +282,7 @@ class PodTunnelServer {
       return;
     }
     ctx.record.upstream = 'hbone';
+    down.allowHalfOpen = false; // a session socket (see the client side)
     server.acceptSocket(down);
   }
 
