@@ -24,27 +24,33 @@ test('which watch events can change the model', () => {
   assert.equal(affectsModel('nodes', { type: 'added', object: { metadata: { name: 'n' } } }), true);
 });
 
-test('property: recomputing only the nodes named gives the same snapshots as recomputing all', () => {
-  const spec: ClusterSpec = { nodes: 12, pods: 300, services: 60, policies: 20, namespaces: 8, ambientShare: 0.8, httpRoutes: 5, seed: 7, rootNamespace: 'ambit-system' };
-  const objects = generateCluster(spec);
-  let model = computeModel(objects);
-  const held = new Map<string, NodeSnapshot>(model.nodes.map((n) => [n, snapshotFor(model, n)]));
-  let seed = 11;
-  const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
-  for (let i = 0; i < 60; i++) {
-    const p = objects.pods[rand(objects.pods.length)]!;
-    const r = rand(4);
-    if (r === 0) p.metadata.labels = { ...p.metadata.labels, seq: String(i) };
-    else if (r === 1) p.status = { ...p.status, podIP: `10.9.${i}.1`, podIPs: [{ ip: `10.9.${i}.1` }] };
-    else if (r === 2) p.spec = { ...p.spec, nodeName: `node-${String(rand(spec.nodes)).padStart(3, '0')}` };
-    else {
-      const s = objects.endpointSlices[rand(objects.endpointSlices.length)]!;
-      s.endpoints = (s.endpoints ?? []).slice(1);
+for (const scope of [{}, { namespaceServices: true }]) {
+  test(`property: recomputing only the nodes named gives the same snapshots as recomputing all (${JSON.stringify(scope)})`, () => {
+    const spec: ClusterSpec = { nodes: 12, pods: 300, services: 60, policies: 20, namespaces: 8, ambientShare: 0.8, httpRoutes: 5, seed: 7, rootNamespace: 'ambit-system' };
+    const objects = generateCluster(spec);
+    let model = computeModel(objects);
+    const held = new Map<string, NodeSnapshot>(model.nodes.map((n) => [n, snapshotFor(model, n, scope)]));
+    let seed = 11;
+    const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+    for (let i = 0; i < 60; i++) {
+      const p = objects.pods[rand(objects.pods.length)]!;
+      const r = rand(5);
+      if (r === 0) p.metadata.labels = { ...p.metadata.labels, seq: String(i) };
+      else if (r === 1) p.status = { ...p.status, podIP: `10.9.${i}.1`, podIPs: [{ ip: `10.9.${i}.1` }] };
+      else if (r === 2) p.spec = { ...p.spec, nodeName: `node-${String(rand(spec.nodes)).padStart(3, '0')}` };
+      else if (r === 3) {
+        const s = objects.endpointSlices[rand(objects.endpointSlices.length)]!;
+        s.endpoints = (s.endpoints ?? []).slice(1);
+      } else {
+        // a new Service (no endpoints yet) in an existing namespace
+        const base = objects.services[rand(objects.services.length)]!;
+        (objects.services as typeof base[]).push({ ...base, metadata: { ...base.metadata, name: `new-${i}`, uid: `new-${i}` }, spec: { ...(base.spec as object), clusterIP: `10.97.0.${i + 1}`, clusterIPs: [`10.97.0.${i + 1}`] } });
+      }
+      const next = computeModel(objects);
+      const todo = nodesToRecompute(model, next, next.nodes, (n) => held.get(n), scope);
+      for (const n of todo) held.set(n, snapshotFor(next, n, scope));
+      for (const n of next.nodes) assert.equal(held.get(n)!.version, snapshotFor(next, n, scope).version, `change ${i} (kind ${r}): node ${n} is stale`);
+      model = next;
     }
-    const next = computeModel(objects);
-    const todo = nodesToRecompute(model, next, next.nodes, (n) => held.get(n));
-    for (const n of todo) held.set(n, snapshotFor(next, n));
-    for (const n of next.nodes) assert.equal(held.get(n)!.version, snapshotFor(next, n).version, `change ${i} (kind ${r}): node ${n} is stale`);
-    model = next;
-  }
-});
+  });
+}

@@ -5,7 +5,8 @@
  *   the fields computeModel reads count (kept in step with src/state/model.ts).
  * - `nodesToRecompute`: given the previous and the new model and each node's current snapshot,
  *   which nodes' snapshots can have changed? A workload's own node and every node holding it as a
- *   peer; every node holding a changed Service; all nodes when a policy, PeerAuthentication,
+ *   peer; every node holding a changed Service (and, with namespace services, every node with an
+ *   enrolled workload in its namespace); all nodes when a policy, PeerAuthentication,
  *   route or the mesh config changed (their scoping reaches across nodes). Everything else keeps
  *   its snapshot untouched, which is what makes a Pod change cost one node, not a hundred.
  */
@@ -61,7 +62,13 @@ function changedKeys<T>(prev: ReadonlyMap<string, T>, next: ReadonlyMap<string, 
  * The nodes (of `nodes`) whose snapshot may differ between `prev` and `next`; `current(node)` is
  * the snapshot a node holds now (undefined: never computed, so it is recomputed).
  */
-export function nodesToRecompute(prev: MeshModel, next: MeshModel, nodes: Iterable<string>, current: (node: string) => NodeSnapshot | undefined): Set<string> {
+export function nodesToRecompute(
+  prev: MeshModel,
+  next: MeshModel,
+  nodes: Iterable<string>,
+  current: (node: string) => NodeSnapshot | undefined,
+  opts: { namespaceServices?: boolean } = {},
+): Set<string> {
   const all = new Set(nodes);
   const crossNode =
     json(prev.config) !== json(next.config) ||
@@ -75,10 +82,14 @@ export function nodesToRecompute(prev: MeshModel, next: MeshModel, nodes: Iterab
   for (const uid of workloads) {
     for (const w of [prev.workloads.get(uid), next.workloads.get(uid)]) if (w && all.has(w.node)) out.add(w.node);
   }
+  // With namespace services (snapshot rule (c)), a Service added to (or changed in) a namespace
+  // reaches every node with an enrolled workload there, whether or not it held the Service before.
+  const serviceNamespaces = new Set(opts.namespaceServices ? services.map((key) => key.split('/')[0]!) : []);
+  const inServiceNamespace = (snap: NodeSnapshot): boolean => serviceNamespaces.size > 0 && Object.values(snap.workloads).some((w) => w.enrolled && serviceNamespaces.has(w.namespace));
   for (const node of all) {
     if (out.has(node)) continue;
     const snap = current(node);
-    if (!snap || services.some((s) => s in snap.services) || workloads.some((uid) => uid in snap.peers)) out.add(node);
+    if (!snap || services.some((s) => s in snap.services) || workloads.some((uid) => uid in snap.peers) || inServiceNamespace(snap)) out.add(node);
   }
   return out;
 }

@@ -44,6 +44,14 @@ import { PushHub, type PushObserver } from './push-hub.js';
 import { PushServer } from './push.js';
 import { snapshotBytes, snapshotFor } from './snapshot.js';
 
+
+/**
+ * Node scope: besides the Services a node's own workloads serve, every Service of the namespaces
+ * its enrolled workloads live in (snapshot rule (c)), so a client reaches a Service whose pods all
+ * run on other nodes over HBONE. Services of other namespaces arrive with on-demand subscriptions
+ * (not built yet): until then a call to one passes through unmeshed.
+ */
+const SCOPE = { namespaceServices: true } as const;
 export interface ControlPlaneOptions {
   config: ControlConfig;
   kube: KubeConnection;
@@ -303,11 +311,11 @@ export class ControlPlane {
     // only the nodes whose snapshot can have changed (all of them after a trust change or at first)
     const last = this.#last;
     const rootsKey = roots.join('');
-    const todo = last && last.roots === rootsKey ? nodesToRecompute(last.model, model, nodes, (n) => this.hub.current(n)) : nodes;
+    const todo = last && last.roots === rootsKey ? nodesToRecompute(last.model, model, nodes, (n) => this.hub.current(n), SCOPE) : nodes;
     this.#last = { model, roots: rootsKey };
     let published = 0;
     for (const node of [...todo].sort()) {
-      const snap = snapshotFor(model, node, { trustRoots: roots });
+      const snap = snapshotFor(model, node, { trustRoots: roots, ...SCOPE });
       if (this.hub.publish(snap)) {
         published++;
         this.#opts.metrics.snapshotBytes.set({ node }, snapshotBytes(snap));
