@@ -373,9 +373,11 @@ export class Agent {
           running = undefined;
         }
       })());
-    // prom-client calls collect() of every metric on scrape; hooking one is enough.
-    const metric = registry.getSingleMetric('ambit_agent_captured_connections_total') as unknown as { collect?: () => void };
-    metric.collect = collect;
+    // prom-client reads every metric of a scrape at once, each after its own collect(): all three
+    // wait for the one shared collection, so none is a scrape behind.
+    for (const name of ['ambit_agent_captured_connections_total', 'ambit_agent_captured_bytes_total', 'ambit_agent_dns_queries_total']) {
+      (registry.getSingleMetric(name) as unknown as { collect?: () => Promise<void> }).collect = collect;
+    }
   }
 }
 
