@@ -131,7 +131,9 @@ before(async () => {
   assert.equal(r.code, 0, r.stderr);
   await k.ok(['rollout', 'status', 'deployment/ambit-control', '-n', 'ambit-system', '--timeout=120s'], { timeoutMs: 130_000 });
 
-  // the mesh: shop (ambient) with pods on both nodes and a Deployment on node-1; lab (not ambient) on node-2
+  // the mesh: shop (ambient) with pods on both nodes; store (ambient) with a Deployment on node-1 only;
+  // lab (not ambient) on node-2. Nodes get the Services of the namespaces of their enrolled pods,
+  // so node-2 is not interested in store.
   await apply(`
 apiVersion: v1
 kind: Namespace
@@ -142,12 +144,16 @@ kind: Namespace
 metadata: {name: lab}
 ---
 apiVersion: v1
+kind: Namespace
+metadata: {name: store, labels: {ambit.dev/dataplane-mode: ambient}}
+---
+apiVersion: v1
 kind: ServiceAccount
 metadata: {name: web, namespace: shop}
 ---
 apiVersion: apps/v1
 kind: Deployment
-metadata: {name: solo, namespace: shop}
+metadata: {name: solo, namespace: store}
 spec:
   replicas: 1
   selector: {matchLabels: {app: solo}}
@@ -160,7 +166,7 @@ spec:
 ---
 apiVersion: v1
 kind: Service
-metadata: {name: solo, namespace: shop}
+metadata: {name: solo, namespace: store}
 spec: {selector: {app: solo}, ports: [{name: http, port: 80, targetPort: 8080}]}
 ---
 ${pinnedPod('shop', 'web-1', 'node-1', 'web', { app: 'web' })}
@@ -169,7 +175,7 @@ ${pinnedPod('shop', 'web-2', 'node-2', 'web', { app: 'web' })}
 ---
 ${pinnedPod('lab', 'lab-2', 'node-2', 'default', { app: 'lab' })}
 `);
-  await k.ok(['rollout', 'status', 'deployment/solo', '-n', 'shop', '--timeout=90s'], { timeoutMs: 100_000 });
+  await k.ok(['rollout', 'status', 'deployment/solo', '-n', 'store', '--timeout=90s'], { timeoutMs: 100_000 });
   for (const [ns, pod] of [['shop', 'web-1'], ['shop', 'web-2'], ['lab', 'lab-2']] as const) {
     await k.ok(['wait', '--for=condition=Ready', `pod/${pod}`, '-n', ns, '--timeout=60s'], { timeoutMs: 70_000 });
     uids.set(pod, await uidOf(ns, pod));
@@ -203,16 +209,16 @@ test('each agent gets the config of its own node', rootOnly, async () => {
   assert.ok(s1.workloads.every((w) => w.includes('@node-1:')), s1.workloads.join(' '));
   assert.ok(s2.workloads.every((w) => w.includes('@node-2:')), s2.workloads.join(' '));
   assert.ok(s1.workloads.includes('shop/web-1@node-1:true'));
-  assert.ok(s1.workloads.some((w) => w.startsWith('shop/solo-') && w.endsWith(':true')));
+  assert.ok(s1.workloads.some((w) => w.startsWith('store/solo-') && w.endsWith(':true')));
   assert.ok(s2.workloads.includes('shop/web-2@node-2:true'));
   assert.ok(s2.workloads.includes('lab/lab-2@node-2:false'));
-  assert.ok(s1.services.includes('shop/solo'), 'node-1 runs solo: its Service is in scope');
-  assert.ok(!s2.services.includes('shop/solo'), 'node-2 has no solo endpoint and no client of it');
+  assert.ok(s1.services.includes('store/solo'), 'node-1 runs solo: its Service is in scope');
+  assert.ok(!s2.services.includes('store/solo'), 'node-2 has no solo endpoint and no enrolled pod in its namespace');
   assert.ok(s1.roots >= 1);
 });
 
 test('scaling a Deployment reaches the agent of its node as a delta, and not the other', rootOnly, async () => {
-  const got = await expectDeltaOnlyAt('probe-1', ['probe-2'], () => k.ok(['scale', 'deployment/solo', '-n', 'shop', '--replicas=2']).then(() => undefined), (u) => u.snapshot.workloads.filter((w) => w.startsWith('shop/solo-')).length === 2);
+  const got = await expectDeltaOnlyAt('probe-1', ['probe-2'], () => k.ok(['scale', 'deployment/solo', '-n', 'store', '--replicas=2']).then(() => undefined), (u) => u.snapshot.workloads.filter((w) => w.startsWith('store/solo-')).length === 2);
   assert.ok(got.changed?.['workloads']?.length);
 });
 
@@ -225,28 +231,28 @@ test('adding a policy reaches the agent of the workloads it selects as a delta, 
   const got = await expectDeltaOnlyAt(
     'probe-1',
     ['probe-2'],
-    () => apply('apiVersion: security.ambit.dev/v1\nkind: AuthorizationPolicy\nmetadata: {name: solo-allow, namespace: shop}\nspec: {selector: {matchLabels: {app: solo}}, action: ALLOW, rules: [{from: [{source: {namespaces: [shop]}}]}]}\n'),
-    (u) => u.snapshot.authorizationPolicies.includes('shop/solo-allow'),
+    () => apply('apiVersion: security.ambit.dev/v1\nkind: AuthorizationPolicy\nmetadata: {name: solo-allow, namespace: store}\nspec: {selector: {matchLabels: {app: solo}}, action: ALLOW, rules: [{from: [{source: {namespaces: [shop]}}]}]}\n'),
+    (u) => u.snapshot.authorizationPolicies.includes('store/solo-allow'),
   );
-  assert.deepEqual(got.changed, { authorizationPolicies: ['shop/solo-allow'] });
+  assert.deepEqual(got.changed, { authorizationPolicies: ['store/solo-allow'] });
 });
 
 test('an invalid policy gets Accepted=False with what to fix, and nothing else changes', rootOnly, async () => {
   const before = await Promise.all(['probe-1', 'probe-2'].map(async (p) => updatesOf(await probeEvents(p)).length));
-  await apply('apiVersion: security.ambit.dev/v1\nkind: AuthorizationPolicy\nmetadata: {name: broken, namespace: shop}\nspec: {selector: {matchLabels: {app: solo}}, action: ALLOW, rules: [{from: [{source: {ipBlocks: ["10.0.0.300/33"]}}]}]}\n');
+  await apply('apiVersion: security.ambit.dev/v1\nkind: AuthorizationPolicy\nmetadata: {name: broken, namespace: store}\nspec: {selector: {matchLabels: {app: solo}}, action: ALLOW, rules: [{from: [{source: {ipBlocks: ["10.0.0.300/33"]}}]}]}\n');
   const cond = await waitUntil(async () => {
-    const obj = JSON.parse(await k.ok(['get', 'authorizationpolicy', 'broken', '-n', 'shop', '-o', 'json'])) as { status?: { conditions?: { type: string; status: string; reason: string; message: string }[] } };
+    const obj = JSON.parse(await k.ok(['get', 'authorizationpolicy', 'broken', '-n', 'store', '-o', 'json'])) as { status?: { conditions?: { type: string; status: string; reason: string; message: string }[] } };
     return obj.status?.conditions?.find((c) => c.type === 'Accepted');
   }, 30_000, () => 'the Accepted condition');
   assert.equal(cond.status, 'False');
   assert.equal(cond.reason, 'Invalid');
   assert.match(cond.message, /ipBlocks/);
-  const good = JSON.parse(await k.ok(['get', 'authorizationpolicy', 'solo-allow', '-n', 'shop', '-o', 'json'])) as { status?: { conditions?: { type: string; status: string }[] } };
+  const good = JSON.parse(await k.ok(['get', 'authorizationpolicy', 'solo-allow', '-n', 'store', '-o', 'json'])) as { status?: { conditions?: { type: string; status: string }[] } };
   assert.equal(good.status?.conditions?.find((c) => c.type === 'Accepted')?.status, 'True');
   await sleep(QUIET_MS);
   const after = await Promise.all(['probe-1', 'probe-2'].map(async (p) => updatesOf(await probeEvents(p))));
   assert.deepEqual([after[0]!.length, after[1]!.length], before, 'the invalid policy pushed nothing');
-  assert.ok(after[0]!.at(-1)!.snapshot.authorizationPolicies.includes('shop/solo-allow'));
+  assert.ok(after[0]!.at(-1)!.snapshot.authorizationPolicies.includes('store/solo-allow'));
 });
 
 test('certificates: granted for a pod of the agent\'s node with exactly its SPIFFE ID, valid against the bundle', rootOnly, async () => {
@@ -326,5 +332,5 @@ test('killing the replica an agent is connected to moves the agent to the other 
   await k.ok(['rollout', 'status', 'deployment/ambit-control', '-n', 'ambit-system', '--timeout=120s'], { timeoutMs: 130_000 });
   await sleep(2000);
   // and config keeps flowing through the replica it moved to
-  await expectDeltaOnlyAt('probe-1', ['probe-2'], () => k.ok(['scale', 'deployment/solo', '-n', 'shop', '--replicas=1']).then(() => undefined), (u) => u.snapshot.workloads.filter((w) => w.startsWith('shop/solo-')).length === 1);
+  await expectDeltaOnlyAt('probe-1', ['probe-2'], () => k.ok(['scale', 'deployment/solo', '-n', 'store', '--replicas=1']).then(() => undefined), (u) => u.snapshot.workloads.filter((w) => w.startsWith('store/solo-')).length === 1);
 });
