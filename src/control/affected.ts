@@ -82,9 +82,14 @@ export function nodesToRecompute(
   for (const uid of workloads) {
     for (const w of [prev.workloads.get(uid), next.workloads.get(uid)]) if (w && all.has(w.node)) out.add(w.node);
   }
-  // With namespace services (snapshot rule (c)), a Service added to (or changed in) a namespace
-  // reaches every node with an enrolled workload there, whether or not it held the Service before.
-  const serviceNamespaces = new Set(opts.namespaceServices ? services.map((key) => key.split('/')[0]!) : []);
+  // With namespace scope (snapshot rule (c)), a Service or workload added to (or changed in) a
+  // namespace reaches every node with an enrolled workload there, whether or not it held it before.
+  const serviceNamespaces = new Set<string>();
+  if (opts.namespaceServices) {
+    for (const key of services) serviceNamespaces.add(key.split('/')[0]!);
+    // peers too: every workload of those namespaces
+    for (const uid of workloads) for (const w of [prev.workloads.get(uid), next.workloads.get(uid)]) if (w) serviceNamespaces.add(w.namespace);
+  }
   const inServiceNamespace = (snap: NodeSnapshot): boolean => serviceNamespaces.size > 0 && Object.values(snap.workloads).some((w) => w.enrolled && serviceNamespaces.has(w.namespace));
   for (const node of all) {
     if (out.has(node)) continue;

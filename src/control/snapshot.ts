@@ -7,7 +7,8 @@
  * - services: (a) the Services that have one of N's workloads as an endpoint ("own services": the
  *   inbound side names its destination service, and a pod calling its own service hairpins);
  *   (b) the Services the node subscribed to on demand (by name or after resolving an address);
- *   (c) with `namespaceServices`, every Service of the namespaces of N's enrolled workloads;
+ *   (c) with `namespaceServices`, every Service of the namespaces of N's enrolled workloads (and,
+ *   as peers, every workload of those namespaces, so a pod called by its IP is known);
  *   (d) the backends of routes attached to a Service in scope, to a fixed point;
  * - peers: the workloads behind the endpoints of those services (and subscribed workloads) that do
  *   not run on N, with only what a client needs: addresses, node, identity, enrolled;
@@ -51,6 +52,7 @@ export interface SnapshotOptions {
 /** Indexes over a model that every node's scoping uses; built once per model. */
 interface ModelIndex {
   workloadsByNode: Map<string, Workload[]>;
+  workloadsByNamespace: Map<string, Workload[]>;
   servicesByNamespace: Map<string, string[]>;
   policiesByNamespace: Map<string, AuthorizationPolicy[]>;
   peerAuthsByNamespace: Map<string, PeerAuthentication[]>;
@@ -68,8 +70,11 @@ function push<K, V>(m: Map<K, V[]>, k: K, v: V): void {
 function indexOf(model: MeshModel): ModelIndex {
   let ix = indexes.get(model);
   if (ix) return ix;
-  ix = { workloadsByNode: new Map(), servicesByNamespace: new Map(), policiesByNamespace: new Map(), peerAuthsByNamespace: new Map(), routesByParent: new Map() };
-  for (const w of model.workloads.values()) push(ix.workloadsByNode, w.node, w);
+  ix = { workloadsByNode: new Map(), workloadsByNamespace: new Map(), servicesByNamespace: new Map(), policiesByNamespace: new Map(), peerAuthsByNamespace: new Map(), routesByParent: new Map() };
+  for (const w of model.workloads.values()) {
+    push(ix.workloadsByNode, w.node, w);
+    push(ix.workloadsByNamespace, w.namespace, w);
+  }
   for (const s of model.services.values()) push(ix.servicesByNamespace, s.namespace, s.key);
   for (const p of model.authorizationPolicies.values()) push(ix.policiesByNamespace, p.namespace, p);
   for (const p of model.peerAuthentications.values()) push(ix.peerAuthsByNamespace, p.namespace, p);
@@ -152,6 +157,8 @@ export function snapshotFor(model: MeshModel, node: string, opts: SnapshotOption
     for (const ep of svc.endpoints) if (ep.workload) addPeer(ep.workload);
   }
   for (const uid of opts.subscribedWorkloads ?? []) addPeer(uid);
+  // rule (c) for pods: the workloads of those namespaces too, so a pod called by its IP is known
+  if (opts.namespaceServices) for (const ns of new Set(local.filter((w) => w.enrolled).map((w) => w.namespace))) for (const w of ix.workloadsByNamespace.get(ns) ?? []) addPeer(w.uid);
 
   const enrolled = local.filter((w) => w.enrolled);
   const namespaces = new Set([root, ...enrolled.map((w) => w.namespace)]);
