@@ -28,6 +28,7 @@ import { ControlClient } from '../src/api/client.js';
 import type { NodeSnapshot } from '../src/api/types.js';
 import { BENCH_SPEC, generateCluster } from '../src/control/snapshot.gen.js';
 import { fullSnapshot, snapshotBytes, snapshotFor } from '../src/control/snapshot.js';
+import { NODE_SCOPE } from '../src/control/server.js';
 import { computeModel } from '../src/state/model.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -36,7 +37,7 @@ const CONTROL_MAIN = join(here, '..', 'src', 'main', 'control.js');
 /** daemonset/ of the repository, found by walking up (dist layouts differ) */
 function daemonsetDir(): string {
   let dir = here;
-  for (let i = 0; i < 8; i++, dir = dirname(dir)) if (existsSync(join(dir, 'daemonset', 'control.yaml'))) return join(dir, 'daemonset');
+  for (let i = 0; i < 8; i++, dir = dirname(dir)) if (existsSync(join(dir, 'daemonset', '00-namespace.yaml'))) return join(dir, 'daemonset');
   throw new Error('daemonset/ not found above the benchmark');
 }
 const json = process.argv.includes('--json');
@@ -117,10 +118,12 @@ function loadCluster(server: ApiServer): { pods: KObject[] } {
     if (!rt) throw new Error(`no resource for ${o.apiVersion} ${o.kind}`);
     return group ? `${group}/${version}/${rt.plural}` : `${version}/${rt.plural}`;
   };
-  for (const file of ['00-namespace.yaml', '10-crds.yaml', 'control.yaml']) {
+  // daemonset/ as installed, minus the programs themselves: the benchmark runs the control plane in
+  // this process and plays the agents (their ServiceAccount and RBAC are needed, the DaemonSet not)
+  for (const file of ['00-namespace.yaml', '10-crds.yaml', '20-control.yaml', '30-agent.yaml']) {
     for (const doc of YAML.parseAllDocuments(readFileSync(join(daemonsetDir(), file), 'utf8'))) {
       const o = doc.toJSON() as KObject | null;
-      if (o?.kind && o.kind !== 'Deployment') api.create(resourceOf(o), o);
+      if (o?.kind && o.kind !== 'Deployment' && o.kind !== 'DaemonSet') api.create(resourceOf(o), o);
     }
   }
   const gen = generateCluster(BENCH_SPEC);
@@ -172,11 +175,15 @@ async function main(): Promise<void> {
     const model = computeModel(generateCluster(BENCH_SPEC));
     const modelMs = performance.now() - t0;
     const t1 = performance.now();
-    const nodeBytes = model.nodes.map((n) => snapshotBytes(snapshotFor(model, n)));
+    const nodeBytes = model.nodes.map((n) => snapshotBytes(snapshotFor(model, n, NODE_SCOPE)));
     const snapshotsMs = performance.now() - t1;
     const fullBytes = snapshotBytes(fullSnapshot(model));
     const meanBytes = nodeBytes.reduce((a, b) => a + b, 0) / nodeBytes.length;
-    log(`sizes: full mesh ${round(fullBytes / 1024)} KiB; node mean ${round(meanBytes / 1024)} KiB (${round((100 * meanBytes) / fullBytes, 2)}%), max ${round(Math.max(...nodeBytes) / 1024)} KiB (${round((100 * Math.max(...nodeBytes)) / fullBytes, 2)}%)`);
+    log(`sizes (the server's scope, namespace rule on): full mesh ${round(fullBytes / 1024)} KiB; node mean ${round(meanBytes / 1024)} KiB (${round((100 * meanBytes) / fullBytes, 2)}%), max ${round(Math.max(...nodeBytes) / 1024)} KiB (${round((100 * Math.max(...nodeBytes)) / fullBytes, 2)}%)`);
+    // the strict scope (own services only), what on-demand subscriptions would start from
+    const strictBytes = model.nodes.map((n) => snapshotBytes(snapshotFor(model, n)));
+    const strictMean = strictBytes.reduce((a, b) => a + b, 0) / strictBytes.length;
+    log(`sizes (strict scope, own services only): node mean ${round(strictMean / 1024)} KiB (${round((100 * strictMean) / fullBytes, 2)}%)`);
     log(`pure compute (this process): model ${round(modelMs)} ms, 100 node snapshots ${round(snapshotsMs)} ms`);
 
     // ---- the cluster and the agents' pods
@@ -275,7 +282,7 @@ async function main(): Promise<void> {
     const results = {
       scenario: 'control',
       spec: { nodes: BENCH_SPEC.nodes, pods: BENCH_SPEC.pods, services: BENCH_SPEC.services, policies: BENCH_SPEC.policies, agents: agents.length },
-      snapshotBytes: { fullMesh: fullBytes, nodeMean: Math.round(meanBytes), nodeMax: Math.max(...nodeBytes), meanPct: round((100 * meanBytes) / fullBytes, 2), maxPct: round((100 * Math.max(...nodeBytes)) / fullBytes, 2) },
+      snapshotBytes: { fullMesh: fullBytes, nodeMean: Math.round(meanBytes), nodeMax: Math.max(...nodeBytes), meanPct: round((100 * meanBytes) / fullBytes, 2), maxPct: round((100 * Math.max(...nodeBytes)) / fullBytes, 2), strictMeanPct: round((100 * strictMean) / fullBytes, 2) },
       computeMs: { modelPure: round(modelMs), allNodeSnapshotsPure: round(snapshotsMs), controlFirstRecompute: round(firstRecomputeS * 1000) },
       controlReadyMs: readyMs,
       allAgentsPushedMs: allPushedMs,

@@ -421,6 +421,7 @@ async function startWorkers(opts: AgentOptions, redirect: RedirectConfig, mesh: 
     registry: metrics.registry,
     workerLog: { name: 'ambit-agent', level: config.logLevel },
     mesh: { certificateWaitMs: config.certWaitMs },
+    resolve: (address) => mesh.resolve(address),
   }).catch((err: Error) => {
     throw new Error(`${err.message}; --proxy-workers=1 runs the proxy on the main thread instead`, { cause: err });
   });

@@ -187,6 +187,7 @@ export class MeshIndex {
   readonly #byIp = new Map<string, WorkloadInfo>();
   readonly #byUid = new Map<string, WorkloadInfo>();
   readonly #byVip = new Map<string, ServiceTarget>();
+  readonly #vips = new Set<string>();
   readonly #byEndpoint = new Map<string, { service: Service; port: ServicePort }>();
   readonly #byHostname = new Map<string, Service>();
   readonly #services: readonly Service[];
@@ -220,7 +221,10 @@ export class MeshIndex {
       if (!this.#byHostname.has(s.hostname)) this.#byHostname.set(s.hostname, s);
       for (const port of s.ports) {
         const target: ServiceTarget = { service: s, port, endpoints: s.endpoints };
-        for (const vip of s.vips) addressKeySet(this.#byVip, vip, port.port, target);
+        for (const vip of s.vips) {
+          addressKeySet(this.#byVip, vip, port.port, target);
+          this.#vips.add(vip);
+        }
         for (const e of s.endpoints) {
           const p = endpointPort(e, port);
           // Several Services may select one pod; the first in key order names it (deterministic on every node).
@@ -270,6 +274,11 @@ export class MeshIndex {
   /** The Service port behind a cluster IP and port, or undefined (not a Service VIP). */
   serviceByVip(ip: string, port: number): ServiceTarget | undefined {
     return this.#byVip.get(addressKey(ip, port));
+  }
+
+  /** Whether `ip` is the cluster IP of a Service held (any port). */
+  knowsVip(ip: string): boolean {
+    return this.#vips.has(ip);
   }
 
   /** The Service an endpoint address belongs to (for destination_service when a pod IP is dialled directly). */
@@ -361,7 +370,10 @@ export type LiveMeshView = Pick<
   | 'rootNamespace'
   | 'trustRoots'
   | 'dnsIndex'
->;
+> & {
+  /** on demand: ask the control plane about an unknown address (see MeshConfig.resolve) */
+  resolve(address: string): Promise<boolean>;
+}
 
 const EMPTY_DNS: DnsIndex = new Map();
 
@@ -383,10 +395,16 @@ export interface MeshConfigEvents {
  * The node's config as the proxy reads it. Feed it with `apply` (what `start` does with the
  * control-plane subscription; a test or a file source can call it directly).
  */
+/** An address the control plane did not know is not asked again for this long. */
+const NEGATIVE_MS = 60_000;
+const MAX_NEGATIVE = 10_000;
+
 export class MeshConfig extends EventEmitter<MeshConfigEvents> {
   #accepted: NodeSnapshot | undefined;
   #index: MeshIndex | undefined;
   #subscription: ConfigSubscription | undefined;
+  /** addresses asked for on demand that the control plane did not know: when */
+  readonly #misses = new Map<string, number>();
   #connected = false;
   /** when the config last came from a live connection (ms since epoch); undefined before the first */
   #freshAt: number | undefined;
@@ -463,7 +481,45 @@ export class MeshConfig extends EventEmitter<MeshConfigEvents> {
       rootNamespace: () => ix()?.rootNamespace() ?? 'ambit-system',
       trustRoots: () => ix()?.trustRoots() ?? [],
       dnsIndex: () => ix()?.dnsIndex() ?? EMPTY_DNS,
+      resolve: (address) => this.resolve(address),
     };
+  }
+
+  /**
+   * On-demand scope: an address the index does not know (a VIP or pod IP outside the node's
+   * scope) is asked of the control plane; resolves true once an update makes it known, false after
+   * `waitMs` (an address outside the cluster: remembered for `negativeMs`, so it costs the wait
+   * once per address and minute, not per connection).
+   */
+  async resolve(address: string, waitMs = 500): Promise<boolean> {
+    const known = (): boolean => this.#index?.workloadByIp(address) !== undefined || (this.#index?.knowsVip(address) ?? false);
+    if (known()) return true;
+    const now = this.#now();
+    const miss = this.#misses.get(address);
+    if (miss !== undefined && now - miss < NEGATIVE_MS) return false;
+    if (!this.#subscription) return false;
+    this.#subscription.demand([address]);
+    const found = await new Promise<boolean>((resolvePromise) => {
+      const onChanged = (): void => {
+        if (!known()) return;
+        cleanup();
+        resolvePromise(true);
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        resolvePromise(false);
+      }, waitMs);
+      const cleanup = (): void => {
+        clearTimeout(timer);
+        this.off('changed', onChanged);
+      };
+      this.on('changed', onChanged);
+    });
+    if (!found) {
+      if (this.#misses.size >= MAX_NEGATIVE) this.#misses.clear();
+      this.#misses.set(address, now);
+    }
+    return found;
   }
 
   /** For /debug/state and readiness. */

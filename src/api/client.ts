@@ -78,6 +78,8 @@ export interface ConfigSubscription {
   /** the version held (applied and acknowledged), if any */
   readonly version: string | undefined;
   readonly snapshot: NodeSnapshot | undefined;
+  /** asks for addresses outside the node's scope (sent now and again after every reconnect) */
+  demand(addresses: readonly string[]): void;
   close(): void;
 }
 
@@ -148,6 +150,8 @@ class Subscription implements ConfigSubscription {
   #retry: NodeJS.Timeout | undefined;
   /** messages are applied strictly one after another */
   #queue: Promise<void> = Promise.resolve();
+  /** every address demanded so far: a new stream (maybe to the other replica) asks again */
+  readonly #demanded = new Set<string>();
 
   constructor(
     private readonly client: ControlClient,
@@ -163,6 +167,13 @@ class Subscription implements ConfigSubscription {
 
   get snapshot(): NodeSnapshot | undefined {
     return this.#snapshot;
+  }
+
+  demand(addresses: readonly string[]): void {
+    const fresh = addresses.filter((a) => !this.#demanded.has(a));
+    if (fresh.length === 0) return;
+    for (const a of fresh) this.#demanded.add(a);
+    this.#stream?.write(encodeAgentMessage({ demand: { addresses: fresh } }));
   }
 
   close(): void {
@@ -201,6 +212,7 @@ class Subscription implements ConfigSubscription {
     stream.on('error', (err: grpc.ServiceError) => fail(toControlError(err)));
     stream.on('end', () => fail(new ControlError(grpc.status.UNAVAILABLE, 'the control plane closed the stream')));
     stream.write(encodeAgentMessage({ subscribe: { node: this.opts.node, resumeVersion: this.#snapshot?.version ?? '' } }));
+    if (this.#demanded.size > 0) stream.write(encodeAgentMessage({ demand: { addresses: [...this.#demanded] } }));
   }
 
   async #handle(stream: grpc.ClientDuplexStream<Buffer, Buffer>, bytes: Buffer, fail: (e: ControlError) => void): Promise<void> {

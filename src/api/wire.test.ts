@@ -34,6 +34,7 @@ test('agent messages round-trip', () => {
     { subscribe: { node: 'n1', resumeVersion: 'v1' } },
     { ack: { version: 'v1' } },
     { nack: { version: 'v1', errors: [{ type: 'authorizationPolicies', key: 'shop/allow', message: 'unknown field' }] } },
+    { demand: { addresses: ['10.96.0.20', '10.244.2.7'] } },
   ];
   for (const m of msgs) assert.deepEqual(decodeAgentMessage(encodeAgentMessage(m)), m);
 });
@@ -60,7 +61,7 @@ test('malformed input: clear WireErrors, never a crash', () => {
   const table: { name: string; bytes: Uint8Array; decode: (b: Uint8Array) => unknown; error: RegExp }[] = [
     { name: 'garbage', bytes: Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f]), decode: decodeAgentMessage, error: /AgentMessage does not decode as protobuf/ },
     { name: 'truncated', bytes: encodeAgentMessage({ subscribe: { node: 'node-1', resumeVersion: 'v' } }).subarray(0, 5), decode: decodeAgentMessage, error: /does not decode/ },
-    { name: 'empty agent message', bytes: new Uint8Array(0), decode: decodeAgentMessage, error: /none of subscribe, ack, nack/ },
+    { name: 'empty agent message', bytes: new Uint8Array(0), decode: decodeAgentMessage, error: /none of subscribe, ack, nack, demand/ },
     { name: 'empty control message', bytes: new Uint8Array(0), decode: decodeControlMessage, error: /neither snapshot nor delta/ },
     { name: 'garbage sign request', bytes: Buffer.from('hello world, not protobuf'), decode: decodeSignRequest, error: /SignRequest does not decode/ },
   ];

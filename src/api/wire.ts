@@ -26,7 +26,8 @@ export const SIGN_PATH = `/${SERVICE_NAME}/Sign`;
 export type AgentMessage =
   | { subscribe: { node: string; resumeVersion: string } }
   | { ack: { version: string } }
-  | { nack: { version: string; errors: ResourceError[] } };
+  | { nack: { version: string; errors: ResourceError[] } }
+  | { demand: { addresses: string[] } };
 
 /** Server → agent on the Subscribe stream. */
 export type ControlMessage = { snapshot: NodeSnapshot } | { delta: SnapshotDelta };
@@ -85,8 +86,10 @@ export function decodeAgentMessage(bytes: Uint8Array): AgentMessage {
       return { ack: { version: obj.ack.version } };
     case 'nack':
       return { nack: { version: obj.nack.version, errors: obj.nack.errors.map((e: ResourceError) => ({ type: e.type, key: e.key, message: e.message })) } };
+    case 'demand':
+      return { demand: { addresses: [...(obj.demand.addresses ?? [])] } };
     default:
-      throw new WireError('AgentMessage has none of subscribe, ack, nack set');
+      throw new WireError('AgentMessage has none of subscribe, ack, nack, demand set');
   }
 }
 

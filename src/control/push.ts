@@ -8,6 +8,7 @@
  * error always unsubscribes it from the hub. Messages go out pre-encoded (the hub encodes each
  * distinct delta once), so the response serialiser is the identity on bytes.
  */
+import { isIP } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import type { Sensitive } from '../identity/sensitive.js';
 import { decodeAgentMessage, decodeSignRequest, encodeSignResponse, SIGN_PATH, SUBSCRIBE_PATH, type AgentMessage, type SignRequest } from '../api/wire.js';
@@ -33,7 +34,12 @@ export interface PushServerOptions {
   /** how often stalled subscribers are looked for; default 5 s */
   sweepIntervalMs?: number;
   log?: PushLog;
+  /** an authenticated agent of `node` asked for addresses outside its scope (on-demand) */
+  onDemand?: (node: string, addresses: string[]) => void;
 }
+
+/** Bounds on one demand message: an agent asks for a few addresses at a time. */
+const MAX_DEMAND_ADDRESSES = 256;
 
 type Decoded<T> = { ok: true; value: T } | { ok: false; error: string };
 
@@ -180,6 +186,14 @@ export class PushServer {
 
     const onAgentMessage = (msg: AgentMessage): void => {
       if ('subscribe' in msg) return end('INVALID_ARGUMENT', 'subscribe may be sent only once, as the first message of a stream');
+      if ('demand' in msg) {
+        const addresses = msg.demand.addresses.filter((a) => isIP(a) !== 0);
+        if (addresses.length !== msg.demand.addresses.length || addresses.length > MAX_DEMAND_ADDRESSES) {
+          return end('INVALID_ARGUMENT', `demand.addresses must be IP addresses, at most ${MAX_DEMAND_ADDRESSES} per message`);
+        }
+        this.#opts.onDemand?.(agent!.node, addresses);
+        return;
+      }
       const [version, errors] = 'ack' in msg ? [msg.ack.version, []] : [msg.nack.version, msg.nack.errors];
       if ('nack' in msg && errors.length === 0) return end('INVALID_ARGUMENT', `nack for version ${version} lists no errors; send ack if the version applied`);
       const violation = sub!.acknowledge(version, errors);

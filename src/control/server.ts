@@ -19,9 +19,9 @@
  * status writes carry the resourceVersion they were computed from, so a racing replica gets a
  * 409 and the next watch event shows it the other's (equal) result.
  *
- * On-demand subscriptions (a node asking for a Service outside its scope) are not part of the
- * protocol yet: snapshotFor supports `subscribedServices`, the wire does not carry the request. An
- * agent reaching a Service outside its scope is the later outbound issue's job.
+ * On-demand scope: an agent that meets an address outside its node's scope (a Service VIP or pod
+ * IP) sends a Demand on its stream; the node's scope then includes the Service or pod behind it
+ * (`#demand`, `demandedScope`), pushed at once as a delta and kept in every later recompute.
  */
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
@@ -46,12 +46,39 @@ import { snapshotBytes, snapshotFor } from './snapshot.js';
 
 
 /**
- * Node scope: besides the Services a node's own workloads serve, every Service of the namespaces
- * its enrolled workloads live in (snapshot rule (c)), so a client reaches a Service whose pods all
- * run on other nodes over HBONE. Services of other namespaces arrive with on-demand subscriptions
- * (not built yet): until then a call to one passes through unmeshed.
+ * Node scope: the Services a node's own workloads serve, plus what its agent asked for on demand
+ * (a Service VIP or pod IP it met; `#demand`). Rule (c) (every Service of the namespaces of the
+ * node's enrolled workloads) stays off: with namespaces spread over nodes it ships a third of the
+ * mesh to every node (docs/benchmarks.md, control).
  */
-const SCOPE = { namespaceServices: true } as const;
+export const NODE_SCOPE = { namespaceServices: false } as const;
+
+/** Bound on a node's on-demand addresses (a misbehaving agent cannot grow the scope without end). */
+const MAX_DEMANDS_PER_NODE = 4096;
+
+/** Address → the Service (cluster IP) or workload (pod IP) behind it, per model. */
+const addressIndexes = new WeakMap<MeshModel, { services: Map<string, string>; workloads: Map<string, string> }>();
+
+/** The Services and workloads behind the demanded addresses, as snapshotFor's subscriptions. */
+export function demandedScope(model: MeshModel, addresses: ReadonlySet<string> | undefined): { subscribedServices?: Set<string>; subscribedWorkloads?: Set<string> } {
+  if (!addresses || addresses.size === 0) return {};
+  let ix = addressIndexes.get(model);
+  if (!ix) {
+    ix = { services: new Map(), workloads: new Map() };
+    for (const svc of model.services.values()) for (const vip of svc.vips) ix.services.set(vip, svc.key);
+    for (const w of model.workloads.values()) for (const ip of w.ips) ix.workloads.set(ip, w.uid);
+    addressIndexes.set(model, ix);
+  }
+  const services = new Set<string>();
+  const workloads = new Set<string>();
+  for (const a of addresses) {
+    const svc = ix.services.get(a);
+    if (svc) services.add(svc);
+    const uid = ix.workloads.get(a);
+    if (uid) workloads.add(uid);
+  }
+  return { subscribedServices: services, subscribedWorkloads: workloads };
+}
 export interface ControlPlaneOptions {
   config: ControlConfig;
   kube: KubeConnection;
@@ -95,6 +122,8 @@ export class ControlPlane {
   #computed = false;
   /** the model and trust roots the current snapshots were computed from */
   #last: { model: MeshModel; roots: string } | undefined;
+  /** on-demand scope: per node, the addresses its agent asked for (kept for the node's life) */
+  readonly #demands = new Map<string, Set<string>>();
   #statusOnly: NodeJS.Timeout | undefined;
   #stopped = false;
   #recomputes = 0;
@@ -151,6 +180,7 @@ export class ControlPlane {
         },
         tls,
         log: log.child({ component: 'push' }),
+        onDemand: (node, addresses) => plane.#demand(node, addresses),
       },
       `${c.grpcAddress.host.includes(':') ? `[${c.grpcAddress.host}]` : c.grpcAddress.host}:${c.grpcAddress.port}`,
     );
@@ -311,11 +341,11 @@ export class ControlPlane {
     // only the nodes whose snapshot can have changed (all of them after a trust change or at first)
     const last = this.#last;
     const rootsKey = roots.join('');
-    const todo = last && last.roots === rootsKey ? nodesToRecompute(last.model, model, nodes, (n) => this.hub.current(n), SCOPE) : nodes;
+    const todo = last && last.roots === rootsKey ? nodesToRecompute(last.model, model, nodes, (n) => this.hub.current(n), NODE_SCOPE) : nodes;
     this.#last = { model, roots: rootsKey };
     let published = 0;
     for (const node of [...todo].sort()) {
-      const snap = snapshotFor(model, node, { trustRoots: roots, ...SCOPE });
+      const snap = snapshotFor(model, node, { trustRoots: roots, ...NODE_SCOPE, ...demandedScope(model, this.#demands.get(node)) });
       if (this.hub.publish(snap)) {
         published++;
         this.#opts.metrics.snapshotBytes.set({ node }, snapshotBytes(snap));
@@ -333,6 +363,22 @@ export class ControlPlane {
     else if (published > 0) this.#log.debug({ published, ms: Math.round(seconds * 1000) }, 'config pushed');
     this.#computed = true;
     this.#writeStatuses(model.statuses);
+  }
+
+  /**
+   * An agent met addresses outside its node's scope: remember them and push the node its new
+   * scope at once (one node, no model recompute). Unknown addresses change nothing.
+   */
+  #demand(node: string, addresses: string[]): void {
+    let held = this.#demands.get(node);
+    if (!held) this.#demands.set(node, (held = new Set()));
+    const fresh = addresses.filter((a) => !held!.has(a) && held!.size < MAX_DEMANDS_PER_NODE);
+    for (const a of fresh) held.add(a);
+    const last = this.#last;
+    if (fresh.length === 0 || !last || this.#stopped) return;
+    const snap = snapshotFor(last.model, node, { trustRoots: this.#ca.trustBundle().roots, ...NODE_SCOPE, ...demandedScope(last.model, held) });
+    if (this.hub.publish(snap)) this.#opts.metrics.snapshotBytes.set({ node }, snapshotBytes(snap));
+    this.#log.debug({ node, addresses: fresh }, 'on-demand scope extended');
   }
 
   /** A status-only change (ours or another replica's write): re-check statuses against the last model, no recompute. */

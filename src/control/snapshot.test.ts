@@ -128,3 +128,14 @@ test('property: apply(prev, diff(prev, next)) equals next', () => {
     }
   }
 });
+
+test('on-demand scope: addresses an agent met become the Services and pods behind them', async () => {
+  const { demandedScope } = await import('./server.js');
+  const m = mesh();
+  const scope = demandedScope(m, new Set(['10.96.0.3', '10.0.0.3', '8.8.8.8']));
+  assert.deepEqual([...scope.subscribedServices!], ['bank/api'], 'a cluster IP: its Service');
+  assert.deepEqual([...scope.subscribedWorkloads!], ['c'], 'a pod IP: its workload; an outside address: nothing');
+  const s = snapshotFor(m, 'n4', scope);
+  assert.deepEqual([keys(s.services), keys(s.peers)], [['bank/api'], ['c', 'd']], 'the Service with its endpoints as peers, and the pod');
+  assert.deepEqual(demandedScope(m, undefined), {});
+});

@@ -302,6 +302,8 @@ async function capture(iface: string, dir: string): Promise<{ stop(): Promise<{ 
   await new Promise((r) => setTimeout(r, 300));
   return {
     async stop() {
+      // let the last packets reach the capture before it ends (same reason as above)
+      await new Promise((r) => setTimeout(r, 300));
       const exited = once(proc, 'exit', WAIT());
       proc.kill('SIGINT');
       await exited;

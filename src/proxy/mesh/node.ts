@@ -140,7 +140,12 @@ export class MeshProxy {
 
   private async outbound(down: import('node:net').Socket, ctx: ConnectionContext): Promise<void> {
     const dst = ctx.originalDst!;
-    const plan = planOutbound({ address: dst.address, port: dst.port }, this.opts.view);
+    let plan = planOutbound({ address: dst.address, port: dst.port }, this.opts.view);
+    // On-demand scope: an address the node's config does not know may be a Service or a pod
+    // outside the node's scope; ask once (brief wait, remembered when it is neither) and plan again.
+    if (plan.kind === 'passthrough' && plan.peer === undefined && plan.service === undefined && this.opts.view.resolve) {
+      if (await this.opts.view.resolve(dst.address)) plan = planOutbound({ address: dst.address, port: dst.port }, this.opts.view);
+    }
     const source = this.self(ctx.pod);
     if (plan.kind === 'refuse') {
       ctx.warn('no-endpoint', { dst: formatAddress(dst) }, `outbound connection refused: ${plan.reason}`);

@@ -36,6 +36,12 @@ export interface MeshView {
   rootNamespace(): string;
   trustRoots(): readonly string[];
   dnsIndex(): DnsIndex;
+  /**
+   * On-demand scope: asks the control plane about an address this view does not know and waits
+   * (briefly) for the answer; true when it is now known (a Service VIP or a pod). Optional: a view
+   * without a control plane behind it knows what it knows.
+   */
+  resolve?(address: string): Promise<boolean>;
 }
 
 /** Workload certificates held by the agent (memory only). */

@@ -45,6 +45,12 @@ import {
 type Metric = MetricObjectWithValues<MetricValue<string>>;
 
 export interface ProxyWorkerPoolOptions {
+  /**
+   * On-demand scope: asks about an address a worker does not know; must resolve only after the
+   * config that knows it was handed to setConfig (the agent's MeshConfig.resolve does: its
+   * 'changed' listeners, the pool's first, run before it answers).
+   */
+  resolve?: (address: string) => Promise<boolean>;
   /** worker threads; at least 1 (the agent keeps its in-thread path for 1 and makes no pool) */
   workers: number;
   /** the in-pod ports, marks and families (the agent's RedirectConfig) */
@@ -336,6 +342,13 @@ export class ProxyWorkerPool extends EventEmitter<ProxyWorkerPoolEvents> {
   }
 
   #onMessage(slot: Slot, m: FromWorker): void {
+    if (m.type === 'resolve') {
+      const answer = (found: boolean): void => slot.worker?.postMessage({ type: 'resolved', rid: m.rid, found } satisfies ToWorker);
+      const resolver = this.#opts.resolve;
+      if (!resolver) return answer(false);
+      resolver(m.address).then(answer, () => answer(false));
+      return;
+    }
     if (m.type === 'fatal') {
       slot.fatal = m.error;
       this.#log.error({ worker: slot.index }, m.error);

@@ -69,7 +69,9 @@ export type ToWorker =
   | { type: 'close'; id: number; key: string }
   | { type: 'stats'; id: number }
   | { type: 'metrics'; id: number }
-  | { type: 'drain'; id: number; drainMs: number };
+  | { type: 'drain'; id: number; drainMs: number }
+  /** the answer to a worker's 'resolve' (after the config that knows it, when found) */
+  | { type: 'resolved'; rid: number; found: boolean };
 
 export type Request = Extract<ToWorker, { id: number }>;
 export type RequestType = Request['type'];
@@ -87,7 +89,9 @@ export type FromWorker =
   | { type: 'reply'; id: number; ok: true; value: unknown }
   | { type: 'reply'; id: number; ok: false; error: string }
   /** the worker could not start (its view module failed to load): the pool does not restart it */
-  | { type: 'fatal'; error: string };
+  | { type: 'fatal'; error: string }
+  /** on-demand scope: the worker met an unknown address; the main thread asks the control plane */
+  | { type: 'resolve'; rid: number; address: string };
 
 /** The key a pod's listeners are known by on both sides: its uid, else namespace/name. */
 export function podKey(pod: Pick<PodRef, 'uid' | 'namespace' | 'name'>): string {

@@ -51,6 +51,9 @@ try {
 }
 
 const EMPTY_DNS = new Map() as ReturnType<MeshView['dnsIndex']>;
+/** on-demand lookups waiting for the main thread */
+const resolving = new Map<number, (found: boolean) => void>();
+let nextResolve = 1;
 const view: MeshView = {
   workloadByIp: (ip) => current?.workloadByIp(ip),
   serviceByVip: (ip, p) => current?.serviceByVip(ip, p),
@@ -60,6 +63,12 @@ const view: MeshView = {
   rootNamespace: () => current?.rootNamespace() ?? 'ambit-system',
   trustRoots: () => current?.trustRoots() ?? [],
   dnsIndex: () => current?.dnsIndex() ?? EMPTY_DNS,
+  resolve: (address) =>
+    new Promise<boolean>((resolve) => {
+      const rid = nextResolve++;
+      resolving.set(rid, resolve);
+      post({ type: 'resolve', rid, address });
+    }),
 };
 
 const credentials = new PushedCredentials();
@@ -164,6 +173,12 @@ async function answer(m: Request): Promise<unknown> {
 
 port.on('message', (m: ToWorker) => {
   switch (m.type) {
+    case 'resolved': {
+      const done = resolving.get(m.rid);
+      resolving.delete(m.rid);
+      done?.(m.found);
+      break;
+    }
     case 'config':
       try {
         current = buildView(m.state);
