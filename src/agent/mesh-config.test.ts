@@ -283,3 +283,34 @@ test('normalizeIp', () => {
   ];
   for (const [input, want] of rows) assert.equal(normalizeIp(input), want, input);
 });
+
+test('MeshConfig.resolve: an unknown address is demanded once; known after the delta, or remembered as unknown', async () => {
+  const demands: string[][] = [];
+  let onUpdate: ((u: ConfigUpdate) => unknown) | undefined;
+  const client = {
+    subscribe: (opts: { onUpdate(u: ConfigUpdate): unknown }) => {
+      onUpdate = (u) => opts.onUpdate(u);
+      return { version: undefined, snapshot: undefined, demand: (a: readonly string[]) => void demands.push([...a]), close() {} };
+    },
+  };
+  const mesh = new MeshConfig({ log: pino({ level: 'silent' }) });
+  mesh.subscribe(client as never, 'n1');
+  const v1 = snap();
+  await onUpdate!({ snapshot: v1, decodeErrors: [] });
+  assert.equal(await mesh.resolve('10.244.1.5'), true, 'a known pod needs no demand');
+  assert.deepEqual(demands, []);
+
+  // The control plane answers the demand with a delta that adds the Service behind the VIP.
+  const pending = mesh.resolve('10.96.0.40', 2000);
+  assert.deepEqual(demands, [['10.96.0.40']]);
+  const v2 = snap({ services: [api, named, service('new', '10.96.0.40', [{ ip: '10.244.2.7', workload: 'p1', status: 'ready' }])] });
+  await onUpdate!({ snapshot: v2, delta: diffSnapshots(v1, v2), decodeErrors: [] });
+  assert.equal(await pending, true);
+  assert.equal(mesh.liveView().serviceByVip('10.96.0.40', 80)?.service.key, 'shop/new');
+
+  // An address outside the cluster: the wait runs out once, then it is not asked again for a while.
+  assert.equal(await mesh.resolve('93.184.216.34', 30), false);
+  assert.equal(await mesh.resolve('93.184.216.34', 30), false);
+  assert.deepEqual(demands, [['10.96.0.40'], ['93.184.216.34']]);
+  mesh.close();
+});
