@@ -17,8 +17,6 @@
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import type { ConfigUpdate } from '../api/client.js';
-import type { NodeSnapshot, ResourceError } from '../api/types.js';
 import type { AgentConfig } from '../config/agent.js';
 import { resolverFromResolvConf } from '../config/agent.js';
 import type { HostPort } from '../config/settings.js';
@@ -34,7 +32,7 @@ import { ProxyWorkerPool } from '../proxy/workers/index.js';
 import { CniServer } from './cni-server.js';
 import { AgentCertMetrics, CertificateManager } from './certs.js';
 import { ControlLink } from './control-link.js';
-import { MeshConfig, acceptUpdate } from './mesh-config.js';
+import { MeshConfig } from './mesh-config.js';
 import { Enroller, NetnsFinder, type EnrolEffects, type PodRef, type PodSnapshot } from './enrol/index.js';
 import type { AgentMetrics } from './metrics.js';
 import {
@@ -104,7 +102,7 @@ export class Agent {
 
     // The mesh: config and certificates from ambit-control. Never awaited here: enrolment (capture)
     // needs no control plane; connections wait for a certificate or use the last config held.
-    const mesh = new SnapshotMeshConfig({ log: log.child({ component: 'mesh-config' }) });
+    const mesh = new MeshConfig({ log: log.child({ component: 'mesh-config' }) });
     const workers = config.proxyWorkers > 1 ? await startWorkers(opts, redirect, mesh) : undefined;
     const control = ControlLink.start({
       node: config.nodeName,
@@ -391,26 +389,8 @@ async function readResolver(log: Logger): Promise<HostPort | undefined> {
   return upstream;
 }
 
-/**
- * MeshConfig that also keeps the accepted snapshot behind its index, for the proxy workers (each
- * builds its own index from it). MeshConfig keeps that snapshot private, so this re-runs the same
- * pure acceptUpdate on the same inputs — identical result, at the cost of a second pass per update.
- * Removable once MeshConfig exposes its accepted snapshot.
- */
-class SnapshotMeshConfig extends MeshConfig {
-  accepted: NodeSnapshot | undefined;
-  onAccepted: ((snapshot: NodeSnapshot) => void) | undefined;
-
-  override apply(update: ConfigUpdate): ResourceError[] {
-    const errors = super.apply(update);
-    this.accepted = acceptUpdate(this.accepted, update).accepted;
-    this.onAccepted?.(this.accepted);
-    return errors;
-  }
-}
-
 /** The proxy's worker threads, fed with every accepted config (certificates are wired by the caller). */
-async function startWorkers(opts: AgentOptions, redirect: RedirectConfig, mesh: SnapshotMeshConfig): Promise<ProxyWorkerPool> {
+async function startWorkers(opts: AgentOptions, redirect: RedirectConfig, mesh: MeshConfig): Promise<ProxyWorkerPool> {
   const { config, log, metrics } = opts;
   const workers = await ProxyWorkerPool.start({
     workers: config.proxyWorkers,
@@ -425,7 +405,9 @@ async function startWorkers(opts: AgentOptions, redirect: RedirectConfig, mesh: 
   }).catch((err: Error) => {
     throw new Error(`${err.message}; --proxy-workers=1 runs the proxy on the main thread instead`, { cause: err });
   });
-  mesh.onAccepted = (snapshot) => workers.setConfig(snapshot);
+  // Registered before any on-demand lookup waits on 'changed': a worker has the config before the
+  // answer to its lookup reaches it.
+  mesh.on('changed', () => workers.setConfig(mesh.accepted!));
   if (mesh.accepted) workers.setConfig(mesh.accepted);
   return workers;
 }

@@ -533,6 +533,11 @@ export class MeshConfig extends EventEmitter<MeshConfigEvents> {
     };
   }
 
+  /** The accepted snapshot behind the current index (what proxy workers build their own index from). */
+  get accepted(): NodeSnapshot | undefined {
+    return this.#accepted;
+  }
+
   /** Applies one update: checks it, rebuilds the index, emits 'changed'; returns what it rejects (the NACK). */
   apply(update: ConfigUpdate): ResourceError[] {
     const { accepted, errors } = acceptUpdate(this.#accepted, update);

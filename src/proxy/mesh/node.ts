@@ -33,7 +33,7 @@ import { type ConnectionContext, type ConnectionHandler, type ListenerKind, type
 import { answerLocally } from '../dns/resolve.js';
 import type { DnsAnswerer } from '../dns-relay.js';
 import { forwardHandler } from '../forward.js';
-import { HBONE_PORT, HboneClient, HboneServer, type TunnelEvent, type TunnelRefusal, type TunnelRequest, type WorkloadCredentials } from '../hbone/index.js';
+import { HBONE_PORT, HboneClient, HboneServer, parseAuthority, type TunnelEvent, type TunnelRefusal, type TunnelRequest, type WorkloadCredentials } from '../hbone/index.js';
 import { inboundDecision, l4Connection } from '../policy/index.js';
 import { planOutbound } from './outbound.js';
 import { MeshTelemetry, tcpLabels } from './telemetry.js';
@@ -178,7 +178,6 @@ export class MeshProxy {
     // The principal is the one the certificate carries: that is what the destination will see.
     const labels = { ...base, sourcePrincipal: creds.identity };
     this.telemetry.open(tcpLabels(labels));
-    resumeOnFirstReader(down);
     const record = await this.client.tunnel(
       {
         source: creds,
@@ -344,11 +343,13 @@ class PodTunnelServer {
   /** Opened when the tunnel is up; a refused tunnel is opened and closed at once. */
   private report(ev: TunnelEvent): void {
     const t = ev.tunnel;
-    const [host, port] = splitAuthority(t.authority);
+    const target = parseAuthority(t.authority);
+    const [host, port] = target.ok ? [target.value.host, target.value.port] : [t.authority, 0];
+    const peer = parseAuthority(t.peerAddress);
     const labels = (flags: string) =>
       tcpLabels({
         reporter: 'destination',
-        source: this.mesh.view.workloadByIp(unmapIPv4(splitAuthority(t.peerAddress)[0])),
+        source: peer.ok ? this.mesh.view.workloadByIp(unmapIPv4(peer.value.host)) : undefined,
         sourcePrincipal: t.peerIdentity,
         destination: this.mesh.self(this.pod),
         destinationPrincipal: t.localIdentity,
@@ -391,27 +392,6 @@ function guarded(kind: ListenerKind, fn: (down: import('node:net').Socket, ctx: 
   };
 }
 
-/**
- * The listener hands sockets over paused (pauseOnConnect: nothing may be read before the handler
- * decides), and a stream paused explicitly does not start flowing when a 'data' listener is added.
- * The HBONE relay only adds its listener: resume once it has (a microtask later, so no byte can be
- * emitted before the listener is there). Harmless if the relay resumes by itself.
- */
-function resumeOnFirstReader(sock: import('node:net').Socket): void {
-  const onListener = (event: string | symbol): void => {
-    if (event !== 'data') return;
-    sock.off('newListener', onListener);
-    queueMicrotask(() => {
-      if (!sock.destroyed) sock.resume();
-    });
-  };
-  sock.on('newListener', onListener);
-}
-
-function splitAuthority(a: string): [string, number] {
-  const m = /^\[?([^\]]*)\]?:(\d+)$/.exec(a);
-  return m ? [m[1]!, Number(m[2])] : [a, 0];
-}
 
 /** Connects to the application inside the pod netns; resolves once connected (or a refusal). */
 function connectApp(pod: PodRef, host: string, port: number, dial: ConnectionContext['dial'] | undefined, timeoutMs: number, log: Logger): Promise<Duplex | TunnelRefusal> {
