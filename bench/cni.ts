@@ -29,6 +29,7 @@ import { DEMO_IMAGES, ensureAmbitImage } from '../test/cluster/apps/images.js';
 import type { KObject } from '../test/cluster/apiserver/types.js';
 import type { ApiClient } from '../test/cluster/apiserver/controllers/client.js';
 import { Kubectl, waitUntil } from '../test/helpers/kubectl.js';
+import { daemonsetDir } from '../test/helpers/ambit.js';
 
 const json = process.argv.includes('--json');
 /** `--agent-debug`: the agents log at debug level, which adds each ADD's split (decide, enrol, probe SNAT). */
@@ -106,11 +107,6 @@ async function shimOverhead(runs: number): Promise<Stats> {
 }
 
 // ---------------------------------------------------------------- cluster helpers
-
-function daemonsetDir(): string {
-  for (let dir = here, i = 0; i < 8; i++, dir = dirname(dir)) if (existsSync(join(dir, 'daemonset', '00-namespace.yaml'))) return join(dir, 'daemonset');
-  throw new Error('daemonset/00-namespace.yaml not found above the bench');
-}
 
 function pod(namespace: string, name: string): KObject {
   return {

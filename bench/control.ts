@@ -15,7 +15,7 @@
  * Knobs: BENCH_AGENTS_PER_NODE (10), BENCH_CHANGES (60), BENCH_VERBOSE=1 (per-change lines).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -30,16 +30,11 @@ import { BENCH_SPEC, generateCluster } from '../src/control/snapshot.gen.js';
 import { fullSnapshot, snapshotBytes, snapshotFor } from '../src/control/snapshot.js';
 import { NODE_SCOPE } from '../src/control/server.js';
 import { computeModel } from '../src/state/model.js';
+import { daemonsetDir } from '../test/helpers/ambit.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** the compiled program beside this compiled benchmark (dist/bench → dist/src) */
 const CONTROL_MAIN = join(here, '..', 'src', 'main', 'control.js');
-/** daemonset/ of the repository, found by walking up (dist layouts differ) */
-function daemonsetDir(): string {
-  let dir = here;
-  for (let i = 0; i < 8; i++, dir = dirname(dir)) if (existsSync(join(dir, 'daemonset', '00-namespace.yaml'))) return join(dir, 'daemonset');
-  throw new Error('daemonset/ not found above the benchmark');
-}
 const json = process.argv.includes('--json');
 const AGENTS_PER_NODE = Number(process.env.BENCH_AGENTS_PER_NODE ?? 10);
 const CHANGES = Number(process.env.BENCH_CHANGES ?? 60);

@@ -21,11 +21,10 @@
  * `--json` prints one JSON object on the last line; `--quick` shortens every run (a smoke test).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CertificateAuthority, createKeyAndCsr, generateRootCa, inspectCsr } from '../src/identity/ca.js';
 import { workloadSpiffeId } from '../src/identity/spiffe.js';
@@ -33,13 +32,13 @@ import { LocalCluster, type ClusterNode } from '../test/cluster/cluster.js';
 import { DEMO_IMAGES, ensureAmbitImage } from '../test/cluster/apps/images.js';
 import { run } from '../test/cluster/runtime/proc.js';
 import { Kubectl, waitUntil } from '../test/helpers/kubectl.js';
+import { daemonsetDir } from '../test/helpers/ambit.js';
 
 const json = process.argv.includes('--json');
 const quick = process.argv.includes('--quick');
 const log = (s: string): void => {
   if (!json) console.log(s);
 };
-const here = dirname(fileURLToPath(import.meta.url));
 
 const NS = 'l4bench';
 const TRUST_DOMAIN = 'cluster.local';
@@ -281,12 +280,6 @@ spec:
     image: ${DEMO_IMAGES.load}
     command: [/usr/local/bin/idle]
 `;
-}
-
-function daemonsetDir(): string {
-  let dir = here;
-  for (let i = 0; i < 8; i++, dir = dirname(dir)) if (existsSync(join(dir, 'daemonset', '00-namespace.yaml'))) return join(dir, 'daemonset');
-  throw new Error('daemonset/00-namespace.yaml not found above the benchmark');
 }
 
 async function podIp(k: Kubectl, name: string): Promise<string> {

@@ -20,14 +20,14 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Kubectl, waitUntil } from '../helpers/kubectl.js';
 import { LocalCluster, type ClusterNode } from '../cluster/cluster.js';
 import { DEMO_IMAGES, ensureAmbitImage } from '../cluster/apps/images.js';
 import { echoApp } from '../cluster/apps/manifests.js';
+import { agentGet, daemonsetDir, rolloutAgents } from '../helpers/ambit.js';
 
 const exec = promisify(execFile);
 const isRoot = process.getuid?.() === 0;
@@ -41,12 +41,6 @@ let k: Kubectl;
 const conflistBefore = new Map<string, string>();
 /** each shop pod's ruleset before enrolment */
 const rulesBefore = new Map<string, string>();
-
-function daemonsetDir(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 8; i++, dir = dirname(dir)) if (existsSync(join(dir, 'daemonset', '00-namespace.yaml'))) return join(dir, 'daemonset');
-  throw new Error('daemonset/00-namespace.yaml not found above the test file');
-}
 
 const node = (name: string): ClusterNode => cluster!.nodes.find((n) => n.name === name)!;
 
@@ -114,18 +108,6 @@ async function ruleset(netns: string): Promise<string> {
     .join('\n');
 }
 
-async function agentPod(nodeName: string): Promise<string> {
-  const out = await k.ok(['get', 'pods', '-n', 'ambit-system', '-l', 'app=ambit-agent', '--field-selector', `spec.nodeName=${nodeName}`, '-o', 'jsonpath={.items[*].metadata.name}']);
-  const names = out.trim().split(/\s+/).filter(Boolean);
-  assert.equal(names.length, 1, `agent pods on ${nodeName}: ${out}`);
-  return names[0]!;
-}
-
-/** GET a path of the agent's admin ports from inside its pod (hostNetwork: the node's localhost). */
-async function agentGet(nodeName: string, port: number, path: string): Promise<string> {
-  return k.ok(['exec', '-n', 'ambit-system', await agentPod(nodeName), '--', 'curl', '-sS', '--noproxy', '*', `http://127.0.0.1:${port}${path}`], { timeoutMs: 30_000 });
-}
-
 function metric(text: string, name: string, labels = ''): number {
   const prefix = labels ? `${name}{${labels}} ` : `${name} `;
   const line = text.split('\n').find((l) => l.startsWith(prefix));
@@ -138,16 +120,12 @@ function sumOf(text: string, prefix: string): number {
 }
 
 async function enrolledOn(nodeName: string): Promise<Array<{ name: string; state: string; uid: string }>> {
-  const state = JSON.parse(await agentGet(nodeName, 15021, '/debug/state')) as Array<{ name: string; namespace: string; state: string; want: string; uid: string }>;
+  const state = JSON.parse(await agentGet(k, nodeName, 15021, '/debug/state')) as Array<{ name: string; namespace: string; state: string; want: string; uid: string }>;
   return state.filter((p) => p.namespace === NS && p.state === 'enrolled');
 }
 
 async function clientCurl(url: string): Promise<string> {
   return k.ok(['exec', '-n', NS, 'client', '--', 'curl', '-sS', '--max-time', '5', url], { timeoutMs: 30_000 });
-}
-
-async function rolloutAgents(): Promise<void> {
-  await k.ok(['rollout', 'status', 'daemonset/ambit-agent', '-n', 'ambit-system', '--timeout=120s'], { timeoutMs: 130_000 });
 }
 
 before(async () => {
@@ -172,7 +150,7 @@ spec:
   for (const p of await pods('app in (echo, client)')) rulesBefore.set(p.name, await ruleset(await podNetns(p)));
   r = await k.run(['apply', '-f', daemonsetDir()]);
   assert.equal(r.code, 0, r.stderr);
-  await rolloutAgents();
+  await rolloutAgents(k);
 });
 
 after(async () => {
@@ -185,8 +163,8 @@ test('the agent installs ambit-cni into every node and becomes Ready', rootOnly,
     assert.deepEqual(conf.plugins.map((p) => p.type).slice(0, 1), ['bridge'], 'the pod network stays first');
     assert.equal(conf.plugins.at(-1)!.type, 'ambit-cni');
     assert.ok(existsSync(join(n.fs.cniBinDir, 'ambit-cni')), 'the plugin binary is installed');
-    assert.match(await agentGet(n.name, 15021, '/ready'), /ready/);
-    assert.match(await agentGet(n.name, 15020, '/metrics'), /ambit_agent_enrolled_pods 0/);
+    assert.match(await agentGet(k, n.name, 15021, '/ready'), /ready/);
+    assert.match(await agentGet(k, n.name, 15020, '/metrics'), /ambit_agent_enrolled_pods 0/);
   }
 });
 
@@ -207,20 +185,20 @@ test('labelling the namespace enrols running pods without restarting them; captu
     assert.notEqual(rules, rulesBefore.get(p.name), `${p.name} has redirection rules`);
   }
 
-  const before1 = await agentGet('node-1', 15020, '/metrics');
+  const before1 = await agentGet(k, 'node-1', 15020, '/metrics');
   const echoPods = podsAfter.filter((p) => p.name.startsWith('echo'));
   const clusterIp = (await k.ok(['get', 'svc', 'echo', '-n', NS, '-o', 'jsonpath={.spec.clusterIP}'])).trim();
   for (const url of [`http://echo.${NS}.svc.cluster.local/`, `http://echo/`, `http://${clusterIp}/`, `http://${echoPods[0]!.ip}:8080/`, `http://${echoPods[1]!.ip}:8080/`]) {
     const body = await clientCurl(url);
     assert.match(body, /"pod":\s*"echo-/, `${url} answered by an echo pod: ${body}`);
   }
-  const after1 = await agentGet('node-1', 15020, '/metrics');
+  const after1 = await agentGet(k, 'node-1', 15020, '/metrics');
   const outbound = metric(after1, 'ambit_agent_captured_connections_total', 'direction="outbound"') - metric(before1, 'ambit_agent_captured_connections_total', 'direction="outbound"');
   assert.ok(outbound >= 5, `node-1's agent captured the client's 5 connections (got ${outbound})`);
   assert.ok(metric(after1, 'ambit_agent_dns_queries_total') > metric(before1, 'ambit_agent_dns_queries_total'), 'DNS lookups went through 15053');
   // node-2's agent took the server side: plaintext captured on 15006 (before the mesh config and
   // certificates arrive) or HBONE on 15008 (after), counted with reporter="destination".
-  const text2 = await agentGet('node-2', 15020, '/metrics');
+  const text2 = await agentGet(k, 'node-2', 15020, '/metrics');
   const inbound = metric(text2, 'ambit_agent_captured_connections_total', 'direction="inbound"') + sumOf(text2, 'istio_tcp_connections_opened_total{reporter="destination"');
   const echoOnNode2 = echoPods.some((p) => p.node === 'node-2');
   if (echoOnNode2) assert.ok(inbound >= 1, `node-2's agent served the server side of the connections (got ${inbound})`);
@@ -240,7 +218,7 @@ test('restarting the agents re-reconciles without duplicating rules', rootOnly, 
   const before = new Map<string, string>();
   for (const p of shop) before.set(p.name, await ruleset(await podNetns(p)));
   await k.ok(['rollout', 'restart', 'daemonset/ambit-agent', '-n', 'ambit-system']);
-  await rolloutAgents();
+  await rolloutAgents(k);
   await waitUntil(async () => ((await enrolledOn('node-1')).length + (await enrolledOn('node-2')).length === 3 ? true : undefined), 60_000, () => 're-enrolled');
   for (const p of shop) assert.equal(await ruleset(await podNetns(p)), before.get(p.name), `${p.name}'s rules are unchanged`);
   assert.match(await clientCurl('http://echo/'), /"pod":\s*"echo-/);
@@ -267,7 +245,7 @@ spec:
   assert.equal((await pods('app=late'))[0]!.ready, false, 'the pod did not start');
 
   await k.ok(['patch', 'daemonset/ambit-agent', '-n', 'ambit-system', '--type=json', '-p', '[{"op":"remove","path":"/spec/template/spec/nodeSelector"}]']);
-  await rolloutAgents();
+  await rolloutAgents(k);
   await k.ok(['wait', '--for=condition=Ready', 'pod/late', '-n', NS, '--timeout=90s'], { timeoutMs: 100_000 });
   await waitUntil(async () => ((await enrolledOn(node2)).some((p) => p.name === 'late') ? true : undefined), 30_000, () => 'late enrolled');
 });
@@ -278,7 +256,7 @@ test('deleting a pod leaves nothing behind', rootOnly, async () => {
   await k.ok(['delete', 'pod', 'late', '-n', NS, '--wait=true', '--timeout=60s'], { timeoutMs: 70_000 });
   await waitUntil(async () => (!existsSync(netns) ? true : undefined), 30_000, () => `${basename(netns)} removed`);
   await waitUntil(async () => (!(await enrolledOn(late!.node)).some((p) => p.name === 'late') ? true : undefined), 30_000, () => 'late forgotten by the agent');
-  const state = JSON.parse(await agentGet(late!.node, 15021, '/debug/state')) as Array<{ name: string }>;
+  const state = JSON.parse(await agentGet(k, late!.node, 15021, '/debug/state')) as Array<{ name: string }>;
   assert.equal(state.filter((p) => p.name === 'late').length, 0);
   const nodeRules = await ruleset(node(late!.node).netns);
   assert.ok(!nodeRules.includes(late!.ip), `the node's probe SNAT no longer names ${late!.ip}`);

@@ -12,14 +12,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Kubectl, waitUntil } from '../helpers/kubectl.js';
 import { LocalCluster } from '../cluster/cluster.js';
 import { AMBIT_IMAGE, DEMO_IMAGES, ensureAmbitImage } from '../cluster/apps/images.js';
 import { PROBE_SCRIPT } from './probe.js';
+import { daemonsetDir } from '../helpers/ambit.js';
 
 const isRoot = process.getuid?.() === 0;
 const rootOnly = { skip: isRoot ? false : 'needs root (network namespaces, containerd); CI runs as root' } as const;
@@ -30,12 +28,6 @@ const QUIET_MS = 2500;
 let cluster: LocalCluster | undefined;
 let k: Kubectl;
 const uids = new Map<string, string>();
-
-function findDaemonsetDir(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 8; i++, dir = dirname(dir)) if (existsSync(join(dir, 'daemonset', '00-namespace.yaml'))) return join(dir, 'daemonset');
-  throw new Error('daemonset/00-namespace.yaml not found above the test file');
-}
 
 interface ProbeUpdate {
   ev: 'update';
@@ -127,7 +119,7 @@ before(async () => {
   cluster = await LocalCluster.up({ name: NAME, nodes: 2 });
   await cluster.importImage(await ensureAmbitImage());
   k = new Kubectl(cluster.server);
-  const r = await k.run(['apply', '-f', findDaemonsetDir()]);
+  const r = await k.run(['apply', '-f', daemonsetDir()]);
   assert.equal(r.code, 0, r.stderr);
   await k.ok(['rollout', 'status', 'deployment/ambit-control', '-n', 'ambit-system', '--timeout=120s'], { timeoutMs: 130_000 });
 

@@ -25,18 +25,16 @@
 import { test, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseAllDocuments } from 'yaml';
 import { Kubectl, waitUntil, type RunResult } from '../helpers/kubectl.js';
 import { LocalCluster } from '../cluster/cluster.js';
 import { DEMO_IMAGES, ensureAmbitImage } from '../cluster/apps/images.js';
-import { compiledSourceDir } from '../cluster/apps/files.js';
 import { echoApp } from '../cluster/apps/manifests.js';
+import { agentGet, agentPod, daemonsetDir, rolloutAgents } from '../helpers/ambit.js';
 
 const isRoot = process.getuid?.() === 0;
 const rootOnly = { skip: isRoot ? false : 'needs root (network namespaces, containerd, tcpdump); CI runs as root' } as const;
@@ -59,12 +57,6 @@ let k: Kubectl;
 
 // ---------- small helpers ----------
 
-function daemonsetDir(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 8; i++, dir = dirname(dir)) if (existsSync(join(dir, 'daemonset', '00-namespace.yaml'))) return join(dir, 'daemonset');
-  throw new Error('daemonset/00-namespace.yaml not found above the test file');
-}
-
 async function apply(manifest: string): Promise<void> {
   const r = await k.applyText(manifest);
   assert.equal(r.code, 0, r.stderr);
@@ -79,18 +71,6 @@ interface PodInfo {
 async function pods(ns: string, selector: string): Promise<PodInfo[]> {
   const list = JSON.parse(await k.ok(['get', 'pods', '-n', ns, '-l', selector, '-o', 'json'])) as { items: any[] };
   return list.items.map((p) => ({ name: p.metadata.name, node: p.spec.nodeName, ip: p.status.podIP }));
-}
-
-async function agentPod(nodeName: string): Promise<string> {
-  const out = await k.ok(['get', 'pods', '-n', 'ambit-system', '-l', 'app=ambit-agent', '--field-selector', `spec.nodeName=${nodeName}`, '-o', 'jsonpath={.items[*].metadata.name}']);
-  const names = out.trim().split(/\s+/).filter(Boolean);
-  assert.equal(names.length, 1, `agent pods on ${nodeName}: ${out}`);
-  return names[0]!;
-}
-
-/** GET a path of the agent's admin ports from inside its pod (hostNetwork: the node's localhost). */
-async function agentGet(nodeName: string, port: number, path: string): Promise<string> {
-  return k.ok(['exec', '-n', 'ambit-system', await agentPod(nodeName), '--', 'curl', '-sS', '--noproxy', '*', `http://127.0.0.1:${port}${path}`], { timeoutMs: 30_000 });
 }
 
 interface Sample {
@@ -118,7 +98,7 @@ function sum(samples: Sample[], name: string, match: Record<string, string> = {}
 }
 
 async function metrics(nodeName: string): Promise<Sample[]> {
-  return parseMetrics(await agentGet(nodeName, 15020, '/metrics'));
+  return parseMetrics(await agentGet(k, nodeName, 15020, '/metrics'));
 }
 
 interface AccessLine {
@@ -137,7 +117,7 @@ interface AccessLine {
 
 /** The agent's JSON log lines on `nodeName` (the current container only). */
 async function agentLog(nodeName: string, tail = 2000): Promise<AccessLine[]> {
-  const text = await k.ok(['logs', '-n', 'ambit-system', await agentPod(nodeName), `--tail=${tail}`], { timeoutMs: 30_000 });
+  const text = await k.ok(['logs', '-n', 'ambit-system', await agentPod(k, nodeName), `--tail=${tail}`], { timeoutMs: 30_000 });
   const out: AccessLine[] = [];
   for (const line of text.split('\n')) {
     if (!line.startsWith('{')) continue;
@@ -199,7 +179,7 @@ async function load(pod: string, flags: string[], timeoutMs: number): Promise<Lo
 }
 
 async function enrolledCount(nodeName: string): Promise<number> {
-  const state = JSON.parse(await agentGet(nodeName, 15021, '/debug/state')) as Array<{ namespace: string; state: string }>;
+  const state = JSON.parse(await agentGet(k, nodeName, 15021, '/debug/state')) as Array<{ namespace: string; state: string }>;
   return state.filter((p) => p.namespace === NS && p.state === 'enrolled').length;
 }
 
@@ -216,16 +196,12 @@ async function waitMeshReady(expected: Record<string, number>, timeoutMs = 90_00
 
 const EXPECTED = { 'node-1': 2, 'node-2': 2 };
 
-async function rolloutAgents(): Promise<void> {
-  await k.ok(['rollout', 'status', 'daemonset/ambit-agent', '-n', 'ambit-system', '--timeout=120s'], { timeoutMs: 130_000 });
-}
-
 /** The agents' log tails and the pods: appended to a failing test's error. */
 async function diagnostics(): Promise<string> {
   const parts: string[] = [];
   parts.push(await k.ok(['get', 'pods', '-A', '-o', 'wide']).catch((e: Error) => e.message));
   for (const n of ['node-1', 'node-2']) {
-    const pod = await agentPod(n).catch(() => undefined);
+    const pod = await agentPod(k, n).catch(() => undefined);
     if (!pod) continue;
     parts.push(`--- agent on ${n} (${pod}), last 40 lines ---`);
     parts.push(await k.ok(['logs', '-n', 'ambit-system', pod, '--tail=40']).catch((e: Error) => e.message));
@@ -372,8 +348,7 @@ before(async () => {
   if (!isRoot) return;
   cluster = await LocalCluster.up({ name: NAME, nodes: 2 });
   // The image from the sources compiled with this test (and their native dir beside them, if built).
-  const distNative = join(dirname(compiledSourceDir()), 'native');
-  await cluster.importImage(await ensureAmbitImage(existsSync(join(distNative, 'ambit-cni')) ? { distNative } : {}));
+  await cluster.importImage(await ensureAmbitImage());
   k = new Kubectl(cluster.server);
   await apply(`apiVersion: v1
 kind: Namespace
@@ -406,7 +381,7 @@ ${toolsPod(OUTSIDE, 'outside', undefined)}
   const r = await k.run(['apply', '-f', daemonsetDir()]);
   assert.equal(r.code, 0, r.stderr);
   await k.ok(['rollout', 'status', 'deployment/ambit-control', '-n', 'ambit-system', '--timeout=120s'], { timeoutMs: 130_000 });
-  await rolloutAgents();
+  await rolloutAgents(k);
   await k.ok(['label', 'namespace', NS, 'ambit.dev/dataplane-mode=ambient']);
   try {
     await waitMeshReady(EXPECTED);
@@ -687,7 +662,7 @@ meshTest('scaling ambit-control to zero leaves running traffic and new connectio
 
 meshTest('certificate renewal under keep-alive and new-connection load drops no connection', async (t) => {
   await k.ok(['patch', 'daemonset/ambit-agent', '-n', 'ambit-system', '--type=json', '-p', JSON.stringify([{ op: 'add', path: '/spec/template/spec/containers/0/env/-', value: { name: 'AMBIT_CERT_TTL', value: '20s' } }])]);
-  await rolloutAgents();
+  await rolloutAgents(k);
   await waitMeshReady(EXPECTED);
   // The new agents' first certificates were asked for with the short lifetime.
   for (const n of ['node-1', 'node-2']) {

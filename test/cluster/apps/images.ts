@@ -344,7 +344,7 @@ export function distinctArchives(images: readonly BuiltImage[]): string[] {
 export interface AmbitImageOptions {
   /** Compiled sources to ship (default: the src/ compiled with this module, else <repo>/dist/src). */
   distSrc?: string;
-  /** Compiled native binaries to ship as dist/native (default <root>/dist/native; absent: an empty dir). */
+  /** Compiled native binaries to ship as dist/native (default: native/ beside distSrc, the same build; absent: an empty dir). */
   distNative?: string;
   /** Repository root holding Dockerfile, .dockerignore, package.json, package-lock.json, node_modules. */
   root?: string;
@@ -379,7 +379,7 @@ export async function ensureAmbitImage(opts: AmbitImageOptions = {}, cfg: ImageC
   const started = Date.now();
   const root = opts.root ?? repoRoot();
   const distSrc = opts.distSrc ?? compiledSourceDir();
-  const distNative = opts.distNative ?? join(root, 'dist', 'native');
+  const distNative = opts.distNative ?? join(dirname(distSrc), 'native');
   const name = opts.name ?? AMBIT_IMAGE;
   if (!existsSync(join(distSrc, 'sys', 'index.js'))) {
     throw new Error(`${distSrc} holds no compiled sources (sys/index.js); run \`npm run build\` first`);
