@@ -284,17 +284,7 @@ class Tools {
   }
 
   async hasNft(): Promise<boolean> {
-    // Whether the binary runs does not change while the agent runs: asked once (per injected runner).
-    const key = this.#nftKey;
-    let known = nftAvailable.get(key);
-    if (known === undefined) {
-      known = this.#run(['nft', '--version']).then(
-        (r) => r.code === 0,
-        () => false,
-      );
-      nftAvailable.set(key, known);
-    }
-    return known;
+    return nftRuns(this.#run, this.#nftKey);
   }
 
   async hasNftTable(): Promise<boolean> {
@@ -336,6 +326,22 @@ class Tools {
 
 /** Whether `nft` runs, per runner (the real tools: keyed by this map itself). */
 const nftAvailable = new WeakMap<object, Promise<boolean>>();
+
+/**
+ * Whether the `nft` binary runs. It does not change while the agent runs, so it is asked once per
+ * `key` (the injected runner, or one shared key for the real tools) — pod netns and node alike.
+ */
+export function nftRuns(run: CommandRunner, key: object = nftAvailable): Promise<boolean> {
+  let known = nftAvailable.get(key);
+  if (known === undefined) {
+    known = run(['nft', '--version']).then(
+      (r) => r.code === 0,
+      () => false,
+    );
+    nftAvailable.set(key, known);
+  }
+  return known;
+}
 
 function binary(backend: IptablesBackend, family: IpFamily, tool: 'save' | 'restore'): string {
   return `${family === 4 ? 'iptables' : 'ip6tables'}-${backend === 'iptables-legacy' ? 'legacy' : 'nft'}-${tool}`;

@@ -41,7 +41,7 @@
 import { SocketAddress } from 'node:net';
 import { type IpFamily, type RedirectConfig, DEFAULT_REDIRECT_CONFIG } from './config.js';
 import type { Backend } from './detect.js';
-import { type CommandResult, type CommandRunner, hostRunner } from './exec.js';
+import { type CommandResult, type CommandRunner, hostRunner, nftRuns } from './exec.js';
 import { type IptablesState, type IptablesTableState, parseIptablesSave } from './iptables.js';
 
 export const HOST_PROBE_CHAIN = 'AMBIT-PROBE-SNAT';
@@ -347,11 +347,12 @@ async function removeIptables(tools: NodeTools, backend: IptablesBackend, family
 class NodeTools {
   readonly #run: CommandRunner;
   readonly #lockEnv: Record<string, string> | undefined;
-  #nftAvailable: boolean | undefined;
+  readonly #nftKey: object | undefined;
   readonly #unreadable = new Map<string, CommandResult>();
 
   constructor(opts: HostProbeCleanupOptions) {
     this.#run = opts.run ?? hostRunner;
+    this.#nftKey = opts.run;
     this.#lockEnv = opts.lockFile === undefined ? undefined : { XTABLES_LOCKFILE: opts.lockFile };
   }
 
@@ -390,12 +391,9 @@ class NodeTools {
     await this.must(['nft', '-f', '-'], input);
   }
 
+  /** Asked once per agent (per injected runner), not on every sync. */
   async hasNft(): Promise<boolean> {
-    this.#nftAvailable ??= await this.#run(['nft', '--version']).then(
-      (r) => r.code === 0,
-      () => false,
-    );
-    return this.#nftAvailable;
+    return nftRuns(this.#run, this.#nftKey);
   }
 
   async hasNftTable(): Promise<boolean> {
