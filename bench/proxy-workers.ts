@@ -6,36 +6,26 @@
  * processes inside the pods, so this process's CPU time is the proxy's alone (both ends: A's
  * outbound and B's HBONE inbound run in the same proxy, as on one node).
  *
- *   node dist/src/proxy/workers/measure.js [seconds=5] [concurrency=16] [modes=inline,pool-1,pool-2]
+ *   npm run bench -- proxy-workers [seconds=5] [concurrency=16] [modes=inline,pool-1,pool-2]
  *
  * Prints one JSON line per mode. On a 2-vCPU machine the client, the server and the proxy share
  * the two CPUs, so the figures show the proxy's share of a saturated machine, not its ceiling.
  */
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { Registry } from 'prom-client';
-import { createLogger } from '../../telemetry/log.js';
-import type { WorkloadCredentials } from '../hbone/index.js';
-import { InPodProxy } from '../inpod.js';
-import { MeshProxy } from '../mesh/node.js';
-import type { CredentialSource, MeshView } from '../mesh/view.js';
-import { ProxyWorkerPool } from './pool.js';
-import { AGENT_VIEW, APP_PORT, CONFIG, twoPods, type TwoPods } from './testing.js';
+import { createLogger } from '../src/telemetry/log.js';
+import type { WorkloadCredentials } from '../src/proxy/hbone/index.js';
+import { InPodProxy } from '../src/proxy/inpod.js';
+import { MeshProxy } from '../src/proxy/mesh/node.js';
+import type { CredentialSource, MeshView } from '../src/proxy/mesh/view.js';
+import { ProxyWorkerPool } from '../src/proxy/workers/pool.js';
+import { AGENT_VIEW, APP_PORT, CONFIG, twoPods, type TwoPods } from '../src/proxy/workers/testing.js';
+import { appsSourceDir } from '../test/cluster/apps/files.js';
 
 const seconds = Number(process.argv[2] ?? 5);
 const concurrency = Number(process.argv[3] ?? 16);
 const modes = (process.argv[4] ?? 'inline,pool-1,pool-2').split(',');
-
-function appsDir(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 8; i++, dir = dirname(dir)) {
-    const candidate = join(dir, 'test', 'cluster', 'apps', 'src');
-    if (existsSync(join(candidate, 'load.js'))) return candidate;
-  }
-  throw new Error('test/cluster/apps/src/load.js not found above this file');
-}
 
 /** Runs `node <script> args` inside a pod netns; resolves with its stdout. */
 function inPod(netnsName: string, script: string, args: string[], env: Record<string, string> = {}): { done: Promise<string>; kill(): void } {
@@ -70,7 +60,7 @@ async function run(t: TwoPods, mode: string, client: WorkloadCredentials, server
       await pool.openPod(t.b.path, t.b.ref);
     }
     const cpu = process.cpuUsage();
-    const load = inPod(`${prefix}-a`, join(appsDir(), 'load.js'), ['--url', `http://${t.b.ip}:${APP_PORT}/anything`, '--duration', String(seconds), '--concurrency', String(concurrency), '--warmup', '1']);
+    const load = inPod(`${prefix}-a`, join(appsSourceDir(), 'load.js'), ['--url', `http://${t.b.ip}:${APP_PORT}/anything`, '--duration', String(seconds), '--concurrency', String(concurrency), '--warmup', '1']);
     const out = await load.done;
     const used = process.cpuUsage(cpu);
     const r = JSON.parse(out.trim().split('\n').at(-1)!) as { achievedRps: number; count: number; errors: number; latencyMs: Record<string, number> };
@@ -84,7 +74,7 @@ async function run(t: TwoPods, mode: string, client: WorkloadCredentials, server
 async function main(): Promise<void> {
   const prefix = `ambit-wkm-${process.pid}`;
   const t = await twoPods(prefix, '10.218.0', { app: null });
-  const echo = inPod(`${prefix}-b`, join(appsDir(), 'echo.js'), [], { PORT: String(APP_PORT), QUIET: '1' });
+  const echo = inPod(`${prefix}-b`, join(appsSourceDir(), 'echo.js'), [], { PORT: String(APP_PORT), QUIET: '1' });
   try {
     await new Promise((r) => setTimeout(r, 500));
     const client = await t.pki.issue('shop', 'client');
