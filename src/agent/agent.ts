@@ -35,6 +35,9 @@ import { ControlLink } from './control-link.js';
 import { MeshConfig } from './mesh-config.js';
 import { Enroller, NetnsFinder, type EnrolEffects, type PodRef, type PodSnapshot } from './enrol/index.js';
 import type { AgentMetrics } from './metrics.js';
+import { freshApplyCommands } from './redirect/exec.js';
+import { hostProbeSyncCommands } from './redirect/host-probe.js';
+import { WarmPool } from './redirect/warm.js';
 import {
   applyRedirection,
   decideBackend,
@@ -75,6 +78,8 @@ export class Agent {
   private cniProblem = 'the CNI plugin is not installed yet';
   private maintainTimer: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** processes started ahead for CNI ADD's rule writes (no fork of the agent on the request's path) */
+  private warm: WarmPool | undefined;
 
   private constructor(
     private readonly opts: AgentOptions,
@@ -129,11 +134,12 @@ export class Agent {
     }
 
     const finder = new NetnsFinder({ netnsDir: config.netnsDir, log });
+    const warm = new WarmPool({ commands: [...freshApplyCommands(decision.value, redirect.families), ...hostProbeSyncCommands(decision.value, redirect.families)] });
     const holder: { agent?: Agent } = {};
     const effects: EnrolEffects = {
       findNetns: (pod, hint) => finder.find(pod, hint),
       // (the enroller times both into ambit_agent_rule_programming_seconds)
-      applyRedirection: (netns, opts) => applyRedirection(netns, { backend: decision.value, config: redirect }, opts),
+      applyRedirection: (netns, opts) => applyRedirection(netns, { backend: decision.value, config: redirect }, { ...opts, warm }),
       removeRedirection: (netns) => removeRedirection(netns, redirect),
       hasRedirection: async (netns) => {
         const p = await inspectRedirection(netns, redirect);
@@ -145,7 +151,7 @@ export class Agent {
       },
       // The fast path (own backend only): on the CNI ADD path every process is latency; the
       // periodic sync in maintain() cleans the other backends.
-      syncProbeSnat: (ips) => syncHostProbeSnat(ips, { backend: decision.value, config: redirect, ownBackendOnly: true }),
+      syncProbeSnat: (ips) => syncHostProbeSnat(ips, { backend: decision.value, config: redirect, ownBackendOnly: true, warm }),
       ...(opts.getPod ? { lookupPod: opts.getPod } : {}),
     };
     const enroller = new Enroller({ nodeName: config.nodeName, effects, metrics, log: log.child({ component: 'enrol' }) });
@@ -190,6 +196,7 @@ export class Agent {
 
     const agent = new Agent(opts, decision.value, redirect, enroller, pods, namespaces, cni, mesh, certs, control, proxy, workers);
     holder.agent = agent;
+    agent.warm = warm;
     agent.registerTrafficMetrics(metrics.registry);
     pods.start();
     namespaces.start();
@@ -240,6 +247,7 @@ export class Agent {
     await this.enroller.stop({ closeListeners: false });
     this.control.close();
     this.certs.close();
+    await this.warm?.close();
     if (opts.uninstall) {
       for (const p of enrolled) {
         await removeRedirection(p.netns!, this.redirect).catch((err: Error) => log.error({ err, pod: `${p.namespace}/${p.name}` }, 'could not remove the redirection'));

@@ -28,6 +28,13 @@ export interface Libc {
   close(fd: number): number;
   /** int ioctl(int fd, unsigned long request, ...), called here without variadic arguments */
   ioctl(fd: number, request: number): number;
+  /**
+   * ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *dest_addr,
+   * socklen_t addrlen). Used for netlink requests (netlink.ts), blocking on the calling thread.
+   */
+  sendto(fd: number, buf: Buffer, length: number, flags: number, addr: Buffer, addrLength: number): number;
+  /** ssize_t recv(int fd, void *buf, size_t len, int flags). Used for netlink replies (netlink.ts). */
+  recv(fd: number, buf: Buffer, length: number, flags: number): number;
 }
 
 /** glibc first (Debian images), then musl (Alpine) in case someone rebuilds the image on it. */
@@ -72,5 +79,8 @@ function bind(lib: LibraryHandle): Libc {
     getsockname: lib.func('int getsockname(int fd, void *addr, void *addrlen)'),
     close: lib.func('int close(int fd)'),
     ioctl: lib.func('int ioctl(int fd, unsigned long request, ...)'),
+    // ssize_t is intptr_t on Linux (koffi has no ssize_t); results fit a JS number
+    sendto: lib.func('intptr_t sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t addrlen)'),
+    recv: lib.func('intptr_t recv(int fd, void *buf, size_t len, int flags)'),
   };
 }

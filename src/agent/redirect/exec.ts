@@ -1,7 +1,11 @@
 /**
  * The thin executor: runs the builders' output inside a pod's network namespace with the real
- * tools (`nsenter --net=<path>` + iptables-*-save/restore, nft, ip). All decisions are in the pure
- * builders; this file reads the current state, asks them what to run, and runs it.
+ * tools (`nsenter --net=<path>` + iptables-*-save/restore, nft) and, for the policy routing,
+ * rtnetlink from inside the netns (routing-netlink.ts: no process at all). All decisions are in the
+ * pure builders; this file reads the current state, asks them what to run, and runs it. The tools'
+ * processes come from a RunnerSource when one is given (ExecOptions.warm: warm.ts's WarmPool, whose
+ * processes are started ahead, so CNI ADD's one restore forks nothing on the request's path), else
+ * from a spawn per command.
  *
  * Properties the agent relies on:
  * - applying twice equals applying once (the builders compare with the current state);
@@ -11,7 +15,7 @@
  *   backend put it there (an agent restart or a backend change leaves nothing behind), and nothing
  *   else. Removal order is the reverse: capture rules first, then routing.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
 import type { Backend } from './detect.js';
@@ -27,6 +31,7 @@ import {
 } from './iptables.js';
 import { buildNftables, buildNftablesRemoval, NFT_FAMILY, NFT_TABLE } from './nftables.js';
 import { buildRoutingApply, buildRoutingRemoval, parseIpJson, type IpRoute, type IpRule, type RoutingState } from './routes.js';
+import { netlinkRouting, RoutingError, type RoutingTool } from './routing-netlink.js';
 
 export interface CommandResult {
   code: number;
@@ -69,9 +74,24 @@ export function netnsRunner(netnsPath: string): CommandRunner {
   return (argv, stdin, env) => runProcess(['nsenter', `--net=${netnsPath}`, '--', ...argv], stdin, env);
 }
 
+/**
+ * Where a netns's command runner comes from: `runner(netnsPath)` runs in that netns, `runner()` in
+ * the agent's own. The seam for warm processes (warm.ts's WarmPool), which keep the fork of the
+ * agent off a request's path; without one, every command is a fresh spawn.
+ */
+export interface RunnerSource {
+  runner(netnsPath?: string): CommandRunner;
+}
+
 export interface ExecOptions {
   /** Defaults to `netnsRunner(netnsPath)`; tests inject a fake. */
   run?: CommandRunner;
+  /**
+   * How the policy routing is read and written. Default: rtnetlink from inside the netns
+   * (`netlinkRouting`), or, when `run` is injected, `ip` commands through that runner
+   * (`ipRouting(run)`), so a fake runner still sees every command. Tests inject a fake.
+   */
+  routing?: RoutingTool;
   /**
    * Directory for the per-pod xtables lock of the legacy backend (default /var/run/ambit). Legacy iptables serialises all
    * writers on one lock file; the default /run/xtables.lock is the node's, shared with kube-proxy,
@@ -86,14 +106,20 @@ export interface ExecOptions {
   cleanOtherBackends?: boolean;
   /**
    * The runtime has just made this netns (CNI ADD) and nothing of ours has been tried in it:
-   * `applyRedirection` skips every read and writes from an empty state, two processes in all (one
-   * `ip -batch` per family, then the capture). Checked, not trusted: our `ip rule` goes in first
-   * with `ip rule add`, which the kernel refuses (EEXIST) when an identical rule exists, and rules
+   * `applyRedirection` skips every read and writes from an empty state: the routing over netlink,
+   * then one capture process. Checked, not trusted: our ip rule goes in first, as `ip rule add`
+   * (NLM_F_EXCL), which the kernel refuses (EEXIST) when an identical rule exists, and rules
    * of ours anywhere imply that rule (apply adds it before any capture; removal deletes it after).
    * On EEXIST the full apply runs instead (reads, repairs, other backends cleaned), so applying
    * twice still equals applying once.
    */
   freshNetns?: boolean;
+  /**
+   * Where the tools' processes come from when `run` is not injected: e.g. a WarmPool (warm.ts)
+   * keeping `freshApplyCommands(…)` ready, so the fresh apply's one restore forks nothing at use.
+   * Default: a spawn per command (`netnsRunner`).
+   */
+  warm?: RunnerSource;
 }
 
 /**
@@ -108,11 +134,11 @@ export async function applyRedirection(netnsPath: string, plan: RedirectionPlan,
   const { config, backend } = plan;
   const others = opts.cleanOtherBackends === false ? [] : BACKENDS.filter((b) => b !== backend);
   const [routing, leftovers, own] = await Promise.all([
-    Promise.all(config.families.map((f) => tools.routing(f))),
+    tools.readRouting(config.families),
     Promise.all(others.map((b) => readRules(tools, b))),
     backend === 'nft' ? undefined : readRules(tools, backend),
   ]);
-  await Promise.all(config.families.map((family, i) => tools.ipBatch(family, buildRoutingApply(config, family, routing[i]!))));
+  await tools.writeRouting(config.families.flatMap((family, i) => buildRoutingApply(config, family, routing[i]!)));
   for (const rules of leftovers) await removeRules(tools, rules);
   if (backend === 'nft') {
     await tools.nft(buildNftables(config));
@@ -132,23 +158,18 @@ export async function applyRedirection(netnsPath: string, plan: RedirectionPlan,
 /**
  * The apply for a netns nothing of ours has touched (see ExecOptions.freshNetns): routing first,
  * which doubles as the check, then the capture built against an empty ruleset. False when our ip
- * rule already exists (nothing else has been changed then: `ip -batch` stops at the failing line).
+ * rule already exists (nothing after it has been changed then: the write stops at the failing
+ * command; an earlier family's rule and route are ours and the full apply keeps them).
  */
 async function applyFresh(tools: Tools, plan: RedirectionPlan): Promise<boolean> {
   const { config, backend } = plan;
   const none: RoutingState = { rules: [], routes: [] };
-  const routed = await Promise.all(
-    config.families.map((family) =>
-      tools.ipBatch(family, buildRoutingApply(config, family, none)).then(
-        () => true,
-        (err: unknown) => {
-          if (err instanceof RedirectionError && /File exists/.test(err.result.stderr)) return false;
-          throw err;
-        },
-      ),
-    ),
-  );
-  if (routed.includes(false)) return false;
+  try {
+    await tools.writeRouting(config.families.flatMap((family) => buildRoutingApply(config, family, none)));
+  } catch (err) {
+    if (isRoutingExists(err)) return false;
+    throw err;
+  }
   if (backend === 'nft') await tools.nft(buildNftables(config));
   else await Promise.all(config.families.map((family) => tools.iptablesRestore(backend, family, buildIptables(config, family))));
   return true;
@@ -161,12 +182,9 @@ export async function removeRedirection(
   opts: ExecOptions = {},
 ): Promise<void> {
   const tools = new Tools(netnsPath, opts);
-  const [rules, routing] = await Promise.all([
-    Promise.all(BACKENDS.map((b) => readRules(tools, b))),
-    Promise.all(FAMILIES.map((f) => tools.routing(f))),
-  ]);
+  const [rules, routing] = await Promise.all([Promise.all(BACKENDS.map((b) => readRules(tools, b))), tools.readRouting(FAMILIES)]);
   for (const r of rules) await removeRules(tools, r);
-  await Promise.all(FAMILIES.map((family, i) => tools.ipBatch(family, buildRoutingRemoval(config, family, routing[i]!))));
+  await tools.writeRouting(FAMILIES.flatMap((family, i) => buildRoutingRemoval(config, family, routing[i]!)));
   tools.forgetLock();
 }
 
@@ -185,22 +203,36 @@ export async function inspectRedirection(
   opts: ExecOptions = {},
 ): Promise<RedirectionPresence> {
   const tools = new Tools(netnsPath, opts);
-  const [legacy, iptNft, nft, routing4, routing6] = await Promise.all([
+  const [legacy, iptNft, nft, [routing4, routing6]] = await Promise.all([
     readRules(tools, 'iptables-legacy'),
     readRules(tools, 'iptables-nft'),
     readRules(tools, 'nft'),
-    tools.routing(4),
-    tools.routing(6),
+    tools.readRouting(FAMILIES),
   ]);
   return {
     'iptables-legacy': isPresent(legacy),
     'iptables-nft': isPresent(iptNft),
     nft: isPresent(nft),
     routing: {
-      4: buildRoutingRemoval(config, 4, routing4).length > 0,
-      6: buildRoutingRemoval(config, 6, routing6).length > 0,
+      4: buildRoutingRemoval(config, 4, routing4!).length > 0,
+      6: buildRoutingRemoval(config, 6, routing6!).length > 0,
     },
   };
+}
+
+/**
+ * The commands a fresh apply (ExecOptions.freshNetns) writes with, exactly as the runner is asked
+ * for them: one restore per family, or one `nft -f -`. What a WarmPool should keep ready for CNI ADD.
+ */
+export function freshApplyCommands(backend: Backend, families: readonly IpFamily[]): string[][] {
+  return backend === 'nft' ? [[...NFT_APPLY]] : families.map((family) => restoreArgv(backend, family));
+}
+
+const NFT_APPLY = ['nft', '-f', '-'] as const;
+
+function restoreArgv(backend: IptablesBackend, family: IpFamily): string[] {
+  const wait = backend === 'iptables-legacy' ? ['--wait', '10'] : [];
+  return [binary(backend, family, 'restore'), '--noflush', ...wait];
 }
 
 const BACKENDS: readonly Backend[] = ['iptables-legacy', 'iptables-nft', 'nft'];
@@ -247,6 +279,7 @@ async function removeIptables(tools: Tools, backend: IptablesBackend, family: Ip
 /** The commands, with their exact binaries and flags, in one pod netns. */
 class Tools {
   readonly #run: CommandRunner;
+  readonly #routing: RoutingTool;
   readonly #lockFile: string;
   readonly #nftKey: object;
 
@@ -254,7 +287,8 @@ class Tools {
     readonly netnsPath: string,
     opts: ExecOptions,
   ) {
-    this.#run = opts.run ?? netnsRunner(netnsPath);
+    this.#run = opts.run ?? opts.warm?.runner(netnsPath) ?? netnsRunner(netnsPath);
+    this.#routing = opts.routing ?? (opts.run ? ipRouting(opts.run) : netlinkRouting);
     this.#nftKey = opts.run ?? nftAvailable;
     const id = createHash('sha256').update(netnsPath).digest('hex').slice(0, 16);
     const dir = opts.lockDir ?? '/var/run/ambit';
@@ -275,12 +309,11 @@ class Tools {
   }
 
   async iptablesRestore(backend: IptablesBackend, family: IpFamily, input: string): Promise<void> {
-    const wait = backend === 'iptables-legacy' ? ['--wait', '10'] : [];
-    await this.must([binary(backend, family, 'restore'), '--noflush', ...wait], input, this.#env(backend));
+    await this.must(restoreArgv(backend, family), input, this.#env(backend));
   }
 
   async nft(input: string): Promise<void> {
-    await this.must(['nft', '-f', '-'], input);
+    await this.must([...NFT_APPLY], input);
   }
 
   async hasNft(): Promise<boolean> {
@@ -293,25 +326,14 @@ class Tools {
     return result.code === 0;
   }
 
-  async routing(family: IpFamily): Promise<RoutingState> {
-    const [rules, routes] = await Promise.all([
-      this.must(['ip', '-j', `-${family}`, 'rule', 'show']),
-      this.must(['ip', '-j', `-${family}`, 'route', 'show', 'table', 'all']),
-    ]);
-    return { rules: parseIpJson<IpRule>(rules.stdout), routes: parseIpJson<IpRoute>(routes.stdout) };
+  /** The routing state of each family, in `families` order. */
+  async readRouting(families: readonly IpFamily[]): Promise<RoutingState[]> {
+    return this.#routing.read(this.netnsPath, families);
   }
 
-  /**
-   * Runs `ip` commands of one family in one process (`ip -<family> -batch -`; it stops at the first
-   * failing line). The builders' argument vectors start with `-4`/`-6`, which the batch carries.
-   */
-  async ipBatch(family: IpFamily, commands: string[][]): Promise<void> {
-    if (commands.length === 0) return;
-    const lines = commands.map((args) => {
-      if (args[0] !== `-${family}`) throw new Error(`ip command for another family in a -${family} batch: ${args.join(' ')}`);
-      return args.slice(1).join(' ');
-    });
-    await this.must(['ip', `-${family}`, '-batch', '-'], lines.join('\n') + '\n');
+  /** Runs routes.ts's commands in order; stops at the first failure. */
+  async writeRouting(commands: readonly (readonly string[])[]): Promise<void> {
+    await this.#routing.write(this.netnsPath, commands);
   }
 
   /** Deletes the pod's legacy lock file (legacy iptables creates it; one per pod would pile up). */
@@ -343,6 +365,46 @@ export function nftRuns(run: CommandRunner, key: object = nftAvailable): Promise
   return known;
 }
 
+/**
+ * The policy routing through `ip` processes run by `run` (in the pod netns): `ip -j … show` to read,
+ * one `ip -<family> -batch -` per family to write (families side by side; a batch stops at its first
+ * failing line). The executor's choice when a command runner is injected; also the "before" side of
+ * bench/cni-rules-micro.ts.
+ */
+export function ipRouting(run: CommandRunner): RoutingTool {
+  const must = async (netnsPath: string, argv: string[], stdin?: string): Promise<CommandResult> => {
+    const result = await run(argv, stdin);
+    if (result.code !== 0) throw new RedirectionError(netnsPath, argv, result);
+    return result;
+  };
+  const readFamily = async (netnsPath: string, family: IpFamily): Promise<RoutingState> => {
+    const [rules, routes] = await Promise.all([
+      must(netnsPath, ['ip', '-j', `-${family}`, 'rule', 'show']),
+      must(netnsPath, ['ip', '-j', `-${family}`, 'route', 'show', 'table', 'all']),
+    ]);
+    return { rules: parseIpJson<IpRule>(rules.stdout), routes: parseIpJson<IpRoute>(routes.stdout) };
+  };
+  return {
+    read: (netnsPath, families) => Promise.all(families.map((f) => readFamily(netnsPath, f))),
+    async write(netnsPath, commands) {
+      const families = [...new Set(commands.map((c) => c[0]))];
+      await Promise.all(
+        families.map((flag) => {
+          if (flag !== '-4' && flag !== '-6') throw new Error(`ip routing command without -4/-6: ${commands.find((c) => c[0] === flag)?.join(' ')}`);
+          const lines = commands.filter((c) => c[0] === flag).map((c) => c.slice(1).join(' '));
+          return must(netnsPath, ['ip', flag, '-batch', '-'], lines.join('\n') + '\n');
+        }),
+      );
+    },
+  };
+}
+
+/** A rule add met an identical rule (EEXIST), from netlink or from `ip`. */
+function isRoutingExists(err: unknown): boolean {
+  if (err instanceof RoutingError) return err.exists;
+  return err instanceof RedirectionError && /File exists/.test(err.result.stderr);
+}
+
 function binary(backend: IptablesBackend, family: IpFamily, tool: 'save' | 'restore'): string {
   return `${family === 4 ? 'iptables' : 'ip6tables'}-${backend === 'iptables-legacy' ? 'legacy' : 'nft'}-${tool}`;
 }
@@ -368,13 +430,22 @@ function hintFor(stderr: string): string | undefined {
 }
 
 function runProcess(argv: readonly string[], stdin?: string, env?: Record<string, string>): Promise<CommandResult> {
+  const [command, ...args] = argv;
+  if (command === undefined) return Promise.reject(new TypeError('empty command'));
+  const child = spawn(command, args, {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: env === undefined ? process.env : { ...process.env, ...env },
+  });
+  return finishProcess(child, stdin ?? '');
+}
+
+/**
+ * Gives a started child its whole stdin and collects what it prints until it exits: the
+ * CommandRunner contract (a signal counts as exit 128; rejects only when the process could not be
+ * started). Shared by fresh spawns and warm processes (warm.ts).
+ */
+export function finishProcess(child: ChildProcessWithoutNullStreams, stdin: string): Promise<CommandResult> {
   return new Promise((resolve, reject) => {
-    const [command, ...args] = argv;
-    if (command === undefined) return reject(new TypeError('empty command'));
-    const child = spawn(command, args, {
-      stdio: ['pipe', 'pipe', 'pipe'],
-      env: env === undefined ? process.env : { ...process.env, ...env },
-    });
     const stdout: Buffer[] = [];
     const stderr: Buffer[] = [];
     child.stdout.on('data', (d: Buffer) => stdout.push(d));
@@ -388,6 +459,6 @@ function runProcess(argv: readonly string[], stdin?: string, env?: Record<string
       });
     });
     child.stdin.on('error', () => {}); // a tool that exits without reading stdin closes the pipe
-    child.stdin.end(stdin ?? '');
+    child.stdin.end(stdin);
   });
 }

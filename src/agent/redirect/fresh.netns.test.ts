@@ -6,7 +6,9 @@
  * - the fast apply leaves exactly what the full apply leaves (every save, nft, ip rules, routes);
  * - "fresh" is checked, not trusted: a second fast apply (rules already there) changes nothing,
  *   and a fast apply over another backend's rules falls back to the full apply, which removes them;
- * - removal after a fast apply restores the empty netns.
+ * - removal after a fast apply restores the empty netns;
+ * - the routing written over netlink (the default) is what the `ip` processes wrote before
+ *   (`ip -d`: protocol and scope too), fresh and full, and either one's removal undoes the other's.
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { redirectConfig } from './config.js';
 import type { Backend } from './detect.js';
-import { applyRedirection, inspectRedirection, removeRedirection } from './exec.js';
+import { applyRedirection, inspectRedirection, ipRouting, netnsRunner, removeRedirection } from './exec.js';
 
 const IS_ROOT = process.getuid?.() === 0;
 const NOT_ROOT_REASON = 'NOT RUN: redirection tests need root (netns, iptables, nft); CI runs them as root';
@@ -98,6 +100,28 @@ describe('fast apply in a fresh netns (root)', { skip: IS_ROOT ? false : NOT_ROO
       } else assert.deepEqual(after, empty, 'removal restored the netns');
     });
   }
+
+  test('the netlink routing leaves what the ip routing left, and each removal undoes the other', async () => {
+    const viaIp = `${PREFIX}-ip`;
+    const viaNl = `${PREFIX}-nl`;
+    const ipPath = addNamespace(viaIp);
+    const nlPath = addNamespace(viaNl);
+    const ip = (path: string) => ({ lockDir: LOCK_DIR, routing: ipRouting(netnsRunner(path)) });
+    const details = (name: string) =>
+      ['-4', '-6'].map((f) => run('ip', ['-d', '-n', name, f, 'rule', 'show']) + run('ip', ['-d', '-n', name, f, 'route', 'show', 'table', 'all'])).join('');
+    const empty = details(viaNl);
+    for (const freshNetns of [true, false]) {
+      await applyRedirection(ipPath, { backend: 'nft', config: CONFIG }, { ...ip(ipPath), freshNetns });
+      await applyRedirection(nlPath, { backend: 'nft', config: CONFIG }, { lockDir: LOCK_DIR, freshNetns });
+      assert.deepEqual(snapshot(viaNl), snapshot(viaIp), `freshNetns ${freshNetns}`);
+      assert.equal(details(viaNl), details(viaIp), `freshNetns ${freshNetns}: ip -d`);
+      // the other tool's removal: netlink removes what ip made, ip what netlink made
+      await removeRedirection(ipPath, CONFIG, { lockDir: LOCK_DIR });
+      await removeRedirection(nlPath, CONFIG, ip(nlPath));
+      assert.equal(details(viaIp), empty);
+      assert.equal(details(viaNl), empty);
+    }
+  });
 
   test("a fast apply over another backend's rules falls back to the full apply and removes them", async () => {
     const path = addNamespace(`${PREFIX}-switch`);

@@ -22,7 +22,12 @@
  *   6. removal leaves the node's ruleset (`nft list ruleset` and every *-save, counters aside) as
  *      it was, byte for byte; a second removal is a no-op.
  * Plus: switching backend leaves only the new backend's rules, and on a fresh node removal leaves
- * nothing (nft ruleset empty).
+ * nothing (nft ruleset empty). And the own-backend sync of CNI ADD (read-free, through warm
+ * processes), side by side with the full sync on a twin node: the same ruleset for the same pod
+ * sets (added, removed, empty) with no save run; twice equals once; on a fresh node (no jump),
+ * after our jump, a rule of ours or our nft table was deleted behind its back, its check fails and
+ * the read-based write repairs, so the result is again the full sync's; after kube-proxy prepends
+ * its jump ours stays second until the next full sync.
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -36,7 +41,9 @@ import { connectSocket, createListenSocket, inNetns, openNetns, type NetnsHandle
 import { redirectConfig } from './config.js';
 import type { Backend } from './detect.js';
 import { applyRedirection, netnsRunner, removeRedirection } from './exec.js';
-import { type HostProbeOptions, inspectHostProbeSnat, removeHostProbeSnat, syncHostProbeSnat } from './host-probe.js';
+import type { CommandRunner } from './exec.js';
+import { type HostProbeOptions, hostProbeSyncCommands, inspectHostProbeSnat, removeHostProbeSnat, syncHostProbeSnat } from './host-probe.js';
+import { WarmPool } from './warm.js';
 import { canonicalIptables } from './iptables.js';
 
 const IS_ROOT = process.getuid?.() === 0;
@@ -262,6 +269,104 @@ describe('node probe SNAT (root)', { skip: IS_ROOT ? false : NOT_ROOT_REASON }, 
       } finally {
         await removeRedirection(podPath, CONFIG, { lockDir }).catch(() => {});
         t.close();
+      }
+    });
+  }
+
+  for (const backend of BACKENDS) {
+    test(`${backend}: the read-free own-backend sync (warm processes) leaves what the full sync leaves, and is never silently wrong`, async () => {
+      const tag = backend === 'iptables-legacy' ? 'l' : backend === 'iptables-nft' ? 'n' : 'f';
+      const fastNode = `${PREFIX}-fast-${tag}`;
+      const fullNode = `${PREFIX}-full-${tag}`;
+      const pool = new WarmPool({ commands: hostProbeSyncCommands(backend, [4, 6]), size: 1 });
+      const mode = backend === 'iptables-legacy' ? 'legacy' : 'nft';
+      try {
+        const fastPath = addNamespace(fastNode);
+        addNamespace(fullNode);
+        for (const n of [fastNode, fullNode]) addKubeProxyRules(n, backend);
+        const calls: string[] = [];
+        const warmRun = pool.runner(fastPath);
+        const recording: CommandRunner = (argv, stdin, env) => {
+          calls.push(argv[0]!);
+          return warmRun(argv, stdin, env);
+        };
+        const fast = (ips: string[]) => syncHostProbeSnat(ips, { ...hostOpts(fastNode, backend), run: recording, ownBackendOnly: true });
+        const full = (ips: string[], node = fullNode) => syncHostProbeSnat(ips, hostOpts(node, backend));
+        // Table order in `nft list ruleset` follows creation, which the families' parallel restores
+        // vary; set elements print in the set's internal order.
+        const ruleset = (n: string) => {
+          const text = nodeRuleset(n).replace(/elements = \{ ([^}]*) \}/g, (_, e: string) => `elements = { ${e.split(', ').sort().join(', ')} }`);
+          return text.replace(/^table [\s\S]*?^\}$/gm, '').trim() + '\n' + (text.match(/^table [\s\S]*?^\}$/gm) ?? []).sort().join('\n');
+        };
+        const same = (what: string) => assert.equal(ruleset(fastNode), ruleset(fullNode), what);
+        const reads = () => calls.splice(0).filter((c) => c.endsWith('-save'));
+        const a = [POD[4], POD[6]];
+        const b = [POD[4], '10.214.1.7', '10.214.1.1', POD[6], 'fd00:214:1::7'];
+        const c = ['10.214.1.7', '10.214.1.9', 'fd00:214:1::7', 'fd00:214:1::1'];
+
+        // 1. A fresh node: nothing remembered and no jump; the whole-set write fails, the read-based one repairs.
+        await fast(a);
+        await full(a);
+        same('a fresh node');
+        if (backend !== 'nft') assert.notDeepEqual(reads(), [], 'no fallback on a node without our jump');
+        // 2. The change only (inserted in sorted place), no read; twice equals once.
+        await fast(b);
+        await full(b);
+        same('the change to another pod set');
+        assert.deepEqual(reads(), [], 'the own-backend sync read the node');
+        const once = ruleset(fastNode);
+        await fast(b);
+        assert.equal(ruleset(fastNode), once, 'a second sync changed the ruleset');
+        await fast(c);
+        await full(c);
+        same('pods added and removed');
+        await fast([]);
+        await full([]);
+        same('the empty set');
+        await fast(a);
+        await full(a);
+        same('back to a');
+        assert.deepEqual(reads(), []);
+
+        if (backend !== 'nft') {
+          // 3. Our jump gone (someone flushed POSTROUTING's jump): the check fails the commit, the read-based write repairs.
+          inNs(fastNode, `iptables-${mode}`, '-w', '-t', 'nat', '-D', 'POSTROUTING', '-j', 'AMBIT-PROBE-SNAT');
+          await fast(b);
+          await full(b);
+          same('after our jump was deleted');
+          assert.notDeepEqual(reads(), [], 'a missing jump went unnoticed');
+          // 4. A rule we keep gone: same.
+          inNs(fastNode, `ip6tables-${mode}`, '-w', '-t', 'nat', '-F', 'AMBIT-PROBE-SNAT');
+          await fast(a);
+          await full(a);
+          same('after our chain was flushed');
+          assert.notDeepEqual(reads(), [], 'a missing rule went unnoticed');
+          // 5. kube-proxy restarts and prepends its jump: the change leaves ours second (kube-proxy's
+          //    chain returns what it does not masquerade); the next full sync puts it first again.
+          for (const n of [fastNode, fullNode]) {
+            inNs(n, `iptables-${mode}`, '-w', '-t', 'nat', '-I', 'POSTROUTING', '1', '-j', 'KUBE-POSTROUTING');
+            inNs(n, `ip6tables-${mode}`, '-w', '-t', 'nat', '-I', 'POSTROUTING', '1', '-j', 'KUBE-POSTROUTING');
+          }
+          await fast(b);
+          assert.match(inNs(fastNode, `iptables-${mode}-save`, '-t', 'nat'), /\n-A POSTROUTING -j KUBE-POSTROUTING\n-A POSTROUTING -j AMBIT-PROBE-SNAT\n/);
+          await full(b, fastNode);
+          await full(b);
+          same('after kube-proxy prepended its jump and a full sync');
+        } else {
+          // 3. Our table gone: `add element` fails, the whole table is written.
+          inNs(fastNode, 'nft', 'delete', 'table', 'inet', 'ambit-node');
+          await fast(b);
+          await full(b);
+          same('after our table was deleted');
+        }
+        assert.ok(pool.stats().warm > 0, `no warm process was used: ${JSON.stringify(pool.stats())}`);
+        await removeHostProbeSnat(hostOpts(fastNode, backend));
+        await removeHostProbeSnat(hostOpts(fullNode, backend));
+        same('after removal');
+      } finally {
+        await pool.close();
+        deleteNamespace(fastNode);
+        deleteNamespace(fullNode);
       }
     });
   }

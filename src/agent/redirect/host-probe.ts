@@ -37,11 +37,40 @@
  *     in an earlier chain would. Replaced in one transaction each sync.
  * The chain name has a hyphen, unlike the pod's AMBIT_ chains, so pod-side cleanup never
  * recognises it.
+ *
+ * Two ways to sync (syncHostProbeSnat):
+ *   - full (agent start, every `maintain()` period, backend switches): reads every backend's nat
+ *     table (`*-save`), writes ours from what it read (jump repairs, duplicates gone) and removes
+ *     ours from the other backends;
+ *   - own backend only (CNI ADD and DEL, reconciles: every process there is latency): NO read.
+ *     Our chain is ours alone, so a `restore --noflush` can say everything without looking,
+ *     PROVIDED the jump from POSTROUTING exists; each write checks that in the same commit, and a
+ *     commit that fails changes nothing and falls back to the read-based write of the full sync,
+ *     which repairs the jump. Why check rather than rely on the periodic full sync: that sync
+ *     waits for the first reconcile (`maintain()` in agent.ts), and ADDs and the first reconcile's
+ *     syncs come before it; a missing jump would leave every probe captured with no error anywhere.
+ *     Two shapes, because in nf_tables any deletion in a transaction costs the commit a grace
+ *     period (measured: a flush-and-refill of our chain, or of the nft table, ~8-16 ms; appending a
+ *     rule or adding a set element, ~2-4 ms, most of it the process):
+ *       * the change (the usual case): what our last successful write left is remembered per
+ *         node (`written` below), so the commit only adds the new pods' rules at their sorted
+ *         places (`-I`), deletes the gone pods' (DEL, off the latency path) and `-C`-checks the
+ *         jump and every rule it keeps: anything missing fails the commit. nft: `add element` /
+ *         `delete element` in our sets, which fail when our table is gone;
+ *       * the whole set (nothing remembered: the agent's first write, or after a failure): our
+ *         chain declared (so flushed) and refilled, and `-D POSTROUTING -j AMBIT-PROBE-SNAT` then
+ *         `-I POSTROUTING 1 …`: with the jump there, that moves it (back) to the top; with it
+ *         missing, the `-D` fails the commit. nft: the table's one transaction (below).
+ *     What the own-backend sync does not do: remove duplicate jumps or ours in other backends
+ *     (harmless: each holds the same SNAT rules), delete rules it does not know of (an extra rule
+ *     SNATs one more address's host connections), or, in the change shape, move our jump back to
+ *     the top after kube-proxy prepended its own (kube-proxy's KUBE-POSTROUTING returns what it does
+ *     not masquerade); the next full sync does all three, within one `maintain()` period.
  */
 import { SocketAddress } from 'node:net';
 import { type IpFamily, type RedirectConfig, DEFAULT_REDIRECT_CONFIG } from './config.js';
 import type { Backend } from './detect.js';
-import { type CommandResult, type CommandRunner, hostRunner, nftRuns } from './exec.js';
+import { type CommandResult, type CommandRunner, type RunnerSource, hostRunner, nftRuns } from './exec.js';
 import { type IptablesState, type IptablesTableState, parseIptablesSave } from './iptables.js';
 
 export const HOST_PROBE_CHAIN = 'AMBIT-PROBE-SNAT';
@@ -79,13 +108,49 @@ export function buildHostProbeIptables(
   podIps: readonly string[],
   current: IptablesState = new Map(),
 ): string {
-  const nat = current.get(NAT);
-  const probe = config.probeAddresses[family];
-  const mask = family === 4 ? 32 : 128;
-  const out = ['*nat', `:${HOST_PROBE_CHAIN} - [0:0]`, ...jumpRepairs(nat)];
-  for (const ip of probeTargets(family, podIps)) {
-    out.push(`-A ${HOST_PROBE_CHAIN} -d ${ip}/${mask} -p tcp -m owner --socket-exists -j SNAT --to-source ${probe}`);
-  }
+  const out = ['*nat', `:${HOST_PROBE_CHAIN} - [0:0]`, ...jumpRepairs(current.get(NAT)), ...snatRules(config, family, podIps), 'COMMIT'];
+  return out.join('\n') + '\n';
+}
+
+/** Our chain's rules: local TCP to each pod IP of `family` leaves from the probe address. */
+function snatRules(config: RedirectConfig, family: IpFamily, podIps: readonly string[]): string[] {
+  return probeTargets(family, podIps).map((ip) => `-A ${HOST_PROBE_CHAIN} ${snatMatch(config, family, ip)}`);
+}
+
+/** One rule of our chain, after the chain's name; `ip` canonical (probeTargets). */
+function snatMatch(config: RedirectConfig, family: IpFamily, ip: string): string {
+  return `-d ${ip}/${family === 4 ? 32 : 128} -p tcp -m owner --socket-exists -j SNAT --to-source ${config.probeAddresses[family]}`;
+}
+
+/**
+ * The read-free `iptables-restore --noflush` input (one family) of the own-backend sync: our chain
+ * declared (so flushed) and refilled with one rule per pod IP, and our jump deleted and inserted
+ * first in nat POSTROUTING. The delete fails, and the commit with it, when the jump is missing:
+ * see the header. Given a node a full sync left, the result is the full sync's for `podIps`.
+ */
+export function buildHostProbeIptablesFast(config: RedirectConfig, family: IpFamily, podIps: readonly string[]): string {
+  const out = ['*nat', `:${HOST_PROBE_CHAIN} - [0:0]`, `-D ${POSTROUTING} ${JUMP}`, `-I ${POSTROUTING} 1 ${JUMP}`, ...snatRules(config, family, podIps), 'COMMIT'];
+  return out.join('\n') + '\n';
+}
+
+/**
+ * The read-free `iptables-restore --noflush` input (one family) that turns our chain from holding
+ * `before` (what our last write left) into holding `podIps`, without deleting anything that
+ * stays: `-C` of our jump and of each kept rule (the commit fails if one is missing), `-D` of the
+ * rules of pods gone, `-I` of the new pods' rules at their places in the sorted order the full
+ * sync writes. Given a chain holding exactly `before`, the result is the full sync's for `podIps`.
+ */
+export function buildHostProbeIptablesDelta(config: RedirectConfig, family: IpFamily, before: readonly string[], podIps: readonly string[]): string {
+  const had = new Set(probeTargets(family, before));
+  const want = probeTargets(family, podIps);
+  const wanted = new Set(want);
+  const out = ['*nat', `-C ${POSTROUTING} ${JUMP}`];
+  for (const ip of had) if (wanted.has(ip)) out.push(`-C ${HOST_PROBE_CHAIN} ${snatMatch(config, family, ip)}`);
+  for (const ip of had) if (!wanted.has(ip)) out.push(`-D ${HOST_PROBE_CHAIN} ${snatMatch(config, family, ip)}`);
+  // Ascending: when want[i] goes in, every address before it in `want` is in place.
+  want.forEach((ip, i) => {
+    if (!had.has(ip)) out.push(`-I ${HOST_PROBE_CHAIN} ${i + 1} ${snatMatch(config, family, ip)}`);
+  });
   out.push('COMMIT');
   return out.join('\n') + '\n';
 }
@@ -140,6 +205,27 @@ export function buildHostProbeNftables(config: RedirectConfig, podIps: readonly 
   }
   body.push('\t}');
   return [buildHostProbeNftablesRemoval().trimEnd(), `table ${HOST_PROBE_NFT_FAMILY} ${HOST_PROBE_NFT_TABLE} {`, ...body, '}', ''].join('\n');
+}
+
+/**
+ * The `nft -f` input that turns our sets from holding `before` (what our last write left) into
+ * holding `podIps`: `add element` for new pods, `delete element` for pods gone; no deletion of the
+ * table, so no grace period on the ADD path. Fails when our table or sets are gone (the caller then
+ * writes the whole table). Empty when nothing changes.
+ */
+export function buildHostProbeNftablesDelta(config: RedirectConfig, before: readonly string[], podIps: readonly string[]): string {
+  const out: string[] = [];
+  for (const family of config.families) {
+    const had = new Set(probeTargets(family, before));
+    const want = probeTargets(family, podIps);
+    const added = want.filter((ip) => !had.has(ip));
+    const wanted = new Set(want);
+    const gone = [...had].filter((ip) => !wanted.has(ip));
+    const set = `${HOST_PROBE_NFT_FAMILY} ${HOST_PROBE_NFT_TABLE} ${setName(family)}`;
+    if (added.length > 0) out.push(`add element ${set} { ${added.join(', ')} }`);
+    if (gone.length > 0) out.push(`delete element ${set} { ${gone.join(', ')} }`);
+  }
+  return out.length === 0 ? '' : out.join('\n') + '\n';
 }
 
 /** The `nft -f` input that removes our node table; succeeds whether or not it exists. */
@@ -206,8 +292,13 @@ export interface HostProbeOptions {
   backend: Backend;
   /** Probe addresses and families; defaults to DEFAULT_REDIRECT_CONFIG. */
   config?: RedirectConfig;
-  /** Runs the tools; defaults to `hostRunner` (the agent runs with hostNetwork). Tests use `netnsRunner`. */
+  /** Runs the tools; defaults to `warm.runner()`, else `hostRunner` (the agent runs with hostNetwork). Tests use `netnsRunner`. */
   run?: CommandRunner;
+  /**
+   * Where the tools' processes come from when `run` is not given: e.g. a WarmPool (warm.ts)
+   * keeping `hostProbeSyncCommands(…)` ready, so the own-backend sync forks nothing at use.
+   */
+  warm?: RunnerSource;
   /**
    * XTABLES_LOCKFILE for iptables-legacy. Default: the tools' own /run/xtables.lock, which kube-proxy
    * takes too (the agent must mount the host's file for the lock to mean anything). Tests use a
@@ -218,9 +309,10 @@ export interface HostProbeOptions {
 
 export interface HostProbeSyncOptions extends HostProbeOptions {
   /**
-   * Read and write only the chosen backend (one save and one restore per family; nft: one
-   * transaction). For the CNI ADD path, where every process is latency: leftovers in the other
-   * backends are cleaned by the next full sync (the agent's periodic one), and they never
+   * Write only the chosen backend, without reading it: one restore per family (nft: one
+   * transaction), only the change when our last write is known; when our jump (or a rule it
+   * keeps) is missing, that restore fails and a save plus a restore repair it (see the header). For the CNI ADD path, where every process is latency: leftovers in the
+   * other backends are cleaned by the next full sync (the agent's periodic one), and they never
    * conflict — each backend's chain holds the same SNAT rules.
    */
   ownBackendOnly?: boolean;
@@ -258,19 +350,11 @@ export async function syncHostProbeSnat(podIps: readonly string[], opts: HostPro
   const tools = new NodeTools(opts);
   if (opts.ownBackendOnly) {
     const backend = opts.backend;
-    if (backend === 'nft') {
-      await tools.nft(buildHostProbeNftables(config, podIps));
-      return;
-    }
-    await Promise.all(
-      config.families.map(async (family) => {
-        const current = await tools.iptablesState(backend, family);
-        if (current === undefined) throw new HostProbeError(...tools.unreadable(backend, family));
-        await tools.iptablesRestore(backend, family, buildHostProbeIptables(config, family, podIps, current));
-      }),
-    );
+    if (backend === 'nft') await syncNftOwn(tools, config, podIps);
+    else await Promise.all(config.families.map((family) => syncIptablesOwn(tools, config, backend, family, podIps)));
     return;
   }
+  tools.forgetAll();
   const state = await readNode(tools);
   for (const backend of IPTABLES_BACKENDS) {
     for (const family of FAMILIES) {
@@ -278,18 +362,62 @@ export async function syncHostProbeSnat(podIps: readonly string[], opts: HostPro
       if (backend === opts.backend && config.families.includes(family)) {
         if (current === undefined) throw new HostProbeError(...tools.unreadable(backend, family));
         await tools.iptablesRestore(backend, family, buildHostProbeIptables(config, family, podIps, current));
+        tools.remember(`${backend}/${family}`, probeTargets(family, podIps));
       } else if (current !== undefined) {
         await removeIptables(tools, backend, family, current);
       }
     }
   }
-  if (opts.backend === 'nft') await tools.nft(buildHostProbeNftables(config, podIps));
-  else if (state.nft) await tools.nft(buildHostProbeNftablesRemoval());
+  if (opts.backend === 'nft') {
+    await tools.nft(buildHostProbeNftables(config, podIps));
+    tools.remember('nft', nftTargets(config, podIps));
+  } else if (state.nft) await tools.nft(buildHostProbeNftablesRemoval());
 }
+
+/** The own-backend sync of one iptables family: the change if we know what is there, else the whole set; then the read-based write if that fails. */
+async function syncIptablesOwn(tools: NodeTools, config: RedirectConfig, backend: IptablesBackend, family: IpFamily, podIps: readonly string[]): Promise<void> {
+  const key = `${backend}/${family}`;
+  const before = tools.written(key);
+  tools.forget(key); // until this write is known to have landed
+  const input = before === undefined ? buildHostProbeIptablesFast(config, family, podIps) : buildHostProbeIptablesDelta(config, family, before, podIps);
+  const fast = await tools.tryIptablesRestore(backend, family, input);
+  if (fast.code !== 0) {
+    // Our jump or a rule we kept is missing (or the restore failed for another reason, which the
+    // read-based write will meet and report with its own error): read, repair, write.
+    const current = await tools.iptablesState(backend, family);
+    if (current === undefined) throw new HostProbeError(...tools.unreadable(backend, family));
+    await tools.iptablesRestore(backend, family, buildHostProbeIptables(config, family, podIps, current));
+  }
+  tools.remember(key, probeTargets(family, podIps));
+}
+
+/** The own-backend sync with nft: the sets' change if we know what is there, else (or if that fails) the whole table. */
+async function syncNftOwn(tools: NodeTools, config: RedirectConfig, podIps: readonly string[]): Promise<void> {
+  const before = tools.written('nft');
+  tools.forget('nft');
+  const delta = before === undefined ? '' : buildHostProbeNftablesDelta(config, before, podIps);
+  const changed = delta !== '' && (await tools.tryNft(delta)).code === 0;
+  if (!changed) await tools.nft(buildHostProbeNftables(config, podIps));
+  tools.remember('nft', nftTargets(config, podIps));
+}
+
+function nftTargets(config: RedirectConfig, podIps: readonly string[]): string[] {
+  return config.families.flatMap((family) => probeTargets(family, podIps));
+}
+
+/**
+ * What our last successful write left on a node, per `backend/family` (nft: 'nft'): the pod IPs,
+ * canonical. Keyed by the injected runner (a test's node netns) or, for the agent's own netns (the
+ * plain spawns and a warm pool alike), by OWN_NETNS. A full sync or a removal starts it afresh;
+ * a write that fails leaves nothing remembered, so the next one writes the whole set.
+ */
+const written = new WeakMap<object, Map<string, readonly string[]>>();
+const OWN_NETNS = {};
 
 /** Removes our chain, jumps and nft table from the node, in every backend; kube-proxy's rules stay. */
 export async function removeHostProbeSnat(opts: HostProbeCleanupOptions = {}): Promise<void> {
   const tools = new NodeTools(opts);
+  tools.forgetAll();
   const state = await readNode(tools);
   for (const backend of IPTABLES_BACKENDS) {
     for (const family of FAMILIES) {
@@ -304,6 +432,21 @@ export async function inspectHostProbeSnat(opts: HostProbeCleanupOptions = {}): 
   const state = await readNode(new NodeTools(opts));
   const has = (b: IptablesBackend) => FAMILIES.some((f) => buildHostProbeIptablesRemoval(state[b][f] ?? new Map()) !== '');
   return { 'iptables-legacy': has('iptables-legacy'), 'iptables-nft': has('iptables-nft'), nft: state.nft };
+}
+
+/**
+ * The commands an own-backend sync writes with, exactly as the runner is asked for them (one
+ * restore per family, or `nft -f -`): what a WarmPool should keep ready for CNI ADD.
+ */
+export function hostProbeSyncCommands(backend: Backend, families: readonly IpFamily[]): string[][] {
+  return backend === 'nft' ? [[...NFT_APPLY]] : families.map((family) => restoreArgv(backend, family));
+}
+
+const NFT_APPLY = ['nft', '-f', '-'] as const;
+
+/** `--wait`: kube-proxy writes the same nat table (legacy serialises on the xtables lock; nft ignores it). */
+function restoreArgv(backend: IptablesBackend, family: IpFamily): string[] {
+  return [binary(backend, family, 'restore'), '--noflush', `--wait=${LOCK_WAIT_SECONDS}`];
 }
 
 type IptablesBackend = Exclude<Backend, 'nft'>;
@@ -349,11 +492,33 @@ class NodeTools {
   readonly #lockEnv: Record<string, string> | undefined;
   readonly #nftKey: object | undefined;
   readonly #unreadable = new Map<string, CommandResult>();
+  readonly #written: Map<string, readonly string[]>;
 
   constructor(opts: HostProbeCleanupOptions) {
-    this.#run = opts.run ?? hostRunner;
+    this.#run = opts.run ?? opts.warm?.runner() ?? hostRunner;
     this.#nftKey = opts.run;
     this.#lockEnv = opts.lockFile === undefined ? undefined : { XTABLES_LOCKFILE: opts.lockFile };
+    const node = opts.run ?? OWN_NETNS;
+    let known = written.get(node);
+    if (known === undefined) written.set(node, (known = new Map()));
+    this.#written = known;
+  }
+
+  /** What our last successful write left (see `written`). */
+  written(key: string): readonly string[] | undefined {
+    return this.#written.get(key);
+  }
+
+  remember(key: string, podIps: readonly string[]): void {
+    this.#written.set(key, podIps);
+  }
+
+  forget(key: string): void {
+    this.#written.delete(key);
+  }
+
+  forgetAll(): void {
+    this.#written.clear();
   }
 
   async must(argv: string[], stdin?: string, env?: Record<string, string>): Promise<CommandResult> {
@@ -382,13 +547,22 @@ class NodeTools {
     return [[binary(backend, family, 'save')], result];
   }
 
-  /** `--wait`: kube-proxy writes the same nat table (legacy serialises on the xtables lock; nft ignores it). */
   async iptablesRestore(backend: IptablesBackend, family: IpFamily, input: string): Promise<void> {
-    await this.must([binary(backend, family, 'restore'), '--noflush', `--wait=${LOCK_WAIT_SECONDS}`], input, this.#env(backend));
+    await this.must(restoreArgv(backend, family), input, this.#env(backend));
+  }
+
+  /** The restore, its failure returned rather than thrown. */
+  async tryIptablesRestore(backend: IptablesBackend, family: IpFamily, input: string): Promise<CommandResult> {
+    return this.#run(restoreArgv(backend, family), input, this.#env(backend));
   }
 
   async nft(input: string): Promise<void> {
-    await this.must(['nft', '-f', '-'], input);
+    await this.must([...NFT_APPLY], input);
+  }
+
+  /** `nft -f -`, its failure returned rather than thrown. */
+  async tryNft(input: string): Promise<CommandResult> {
+    return this.#run([...NFT_APPLY], input);
   }
 
   /** Asked once per agent (per injected runner), not on every sync. */

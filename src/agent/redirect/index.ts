@@ -28,6 +28,7 @@ export {
   applyRedirection,
   hostRunner,
   inspectRedirection,
+  ipRouting,
   netnsRunner,
   removeRedirection,
   RedirectionError,
@@ -37,6 +38,7 @@ export {
   type RedirectionPlan,
   type RedirectionPresence,
 } from './exec.js';
+export { netlinkRouting, RoutingError, type RoutingTool } from './routing-netlink.js';
 export {
   buildHostProbeIptables,
   buildHostProbeIptablesRemoval,
