@@ -16,8 +16,11 @@
  *   overlapping reconciles never apply twice. Different pods run concurrently, at most
  *   `concurrency` at once.
  * - Enrolment opens the listeners first, then applies the rules: the capture never points at a port
- *   nobody listens on. Un-enrolment is the reverse: rules out first (new connections go direct),
- *   then the listeners close, which stops accepting but leaves established connections running.
+ *   nobody listens on. The one exception is a fresh CNI sandbox: nothing runs in it before ADD
+ *   returns, so both go in at once (half the latency); if the listeners fail there, rules that went
+ *   in are taken out again. Un-enrolment is the reverse: rules out first (new connections go
+ *   direct), then the listeners close, which stops accepting but leaves established connections
+ *   running.
  * - Forgetting (pod deleted, CNI DEL, pod finished) only closes the listeners: the netns is going
  *   away and its rules with it.
  * - A failed step is retried with exponential backoff and counted; reconciles do not cut the
@@ -556,6 +559,23 @@ export class Enroller {
     // A new sandbox: the old listeners belong to the old netns.
     if (e.proxy && e.proxyNetns !== path) await this.closeProxy(e);
     if (e.state === 'enrolled') e.state = 'pending';
+    // A sandbox CNI just announced, not yet tried by any step (a failed try leaves rulesIn set, so
+    // its retry reads the netns first).
+    const freshNetns = e.hint !== undefined && e.hint !== e.appliedHint && e.rulesIn !== path;
+    // In a fresh sandbox nothing runs before ADD returns, so the listeners and the rules may go in
+    // side by side; anywhere else the listeners come first (see the header).
+    const overlapped = freshNetns && !e.proxy;
+    const { proxyMs, applyMs } = overlapped ? await this.openAndApply(e, path) : await this.openThenApply(e, path, freshNetns);
+    this.metrics?.observeRuleProgramming('apply', applyMs / 1000);
+    e.appliedHint = e.hint;
+    e.state = 'enrolled';
+    const steps = { netns: round(t1 - t0), proxy: round(proxyMs), apply: round(applyMs) };
+    this.log?.info({ pod: what, netns: path, ips: e.ref.ips, stepsMs: steps, ...(overlapped ? { overlapped } : {}) }, 'pod enrolled');
+  }
+
+  /** Listeners (unless open), then rules: the capture never points at a port nobody listens on. */
+  private async openThenApply(e: Entry, path: string, freshNetns: boolean): Promise<{ proxyMs: number; applyMs: number }> {
+    const t0 = performance.now();
     if (!e.proxy) {
       try {
         e.proxy = await this.effects.openProxy(path, e.ref);
@@ -564,22 +584,43 @@ export class Enroller {
         throw new StepFailure('proxy', `cannot open the proxy listeners in ${path}: ${messageOf(err)}`);
       }
     }
-    const t2 = performance.now();
-    // A sandbox CNI just announced, not yet tried by any step (a failed try leaves rulesIn set, so
-    // its retry reads the netns first).
-    const freshNetns = e.hint !== undefined && e.hint !== e.appliedHint && e.rulesIn !== path;
+    const t1 = performance.now();
     e.rulesIn = path;
     try {
       await this.effects.applyRedirection(path, freshNetns ? { freshNetns } : undefined);
     } catch (err) {
       throw new StepFailure('apply', `cannot apply the redirection in ${path}: ${messageOf(err)}`);
     }
-    const t3 = performance.now();
-    this.metrics?.observeRuleProgramming('apply', (t3 - t2) / 1000);
-    e.appliedHint = e.hint;
-    e.state = 'enrolled';
-    const steps = { netns: round(t1 - t0), proxy: round(t2 - t1), apply: round(t3 - t2) };
-    this.log?.info({ pod: what, netns: path, ips: e.ref.ips, stepsMs: steps }, 'pod enrolled');
+    return { proxyMs: t1 - t0, applyMs: performance.now() - t1 };
+  }
+
+  /**
+   * Listeners and rules at once, for a fresh CNI sandbox. Outcomes match the sequential path's:
+   * listeners that opened are kept (a retry re-applies only), rulesIn is set (a retry reads the
+   * netns first). When the listeners failed but the rules went in, the rules are taken out again
+   * before failing, so they never capture into a closed port. Each step's time is its own.
+   */
+  private async openAndApply(e: Entry, path: string): Promise<{ proxyMs: number; applyMs: number }> {
+    const t0 = performance.now();
+    let proxyMs = 0;
+    let applyMs = 0;
+    e.rulesIn = path;
+    const [opened, applied] = await Promise.allSettled([
+      timed(() => this.effects.openProxy(path, e.ref), (ms) => (proxyMs = ms), t0),
+      timed(() => this.effects.applyRedirection(path, { freshNetns: true }), (ms) => (applyMs = ms), t0),
+    ]);
+    if (opened.status === 'fulfilled') {
+      e.proxy = opened.value;
+      e.proxyNetns = path;
+    } else {
+      let message = `cannot open the proxy listeners in ${path}: ${messageOf(opened.reason)}`;
+      if (applied.status === 'fulfilled') {
+        await this.remove(path).catch((err: unknown) => (message += `; the rules applied meanwhile are still in place (${messageOf(err)}), the retry re-applies them`));
+      } else message += `; applying the redirection failed too: ${messageOf(applied.reason)}`;
+      throw new StepFailure('proxy', message);
+    }
+    if (applied.status === 'rejected') throw new StepFailure('apply', `cannot apply the redirection in ${path}: ${messageOf(applied.reason)}`);
+    return { proxyMs, applyMs };
   }
 
   private async unenrol(e: Entry): Promise<void> {
@@ -809,6 +850,15 @@ function satisfied(e: Entry): boolean {
 /** A pod known only from a CNI request, enough to test namespace membership. */
 function podStub(req: CniPodRequest, nodeName: string): PodObject {
   return { metadata: { namespace: req.pod.namespace, name: req.pod.name, uid: req.pod.uid }, spec: { nodeName } };
+}
+
+/** Runs `fn` and reports its time since `t0` (also when it fails). */
+async function timed<T>(fn: () => Promise<T>, report: (ms: number) => void, t0: number): Promise<T> {
+  try {
+    return await fn();
+  } finally {
+    report(performance.now() - t0);
+  }
 }
 
 /** Milliseconds to 0.1 ms, for log lines. */
