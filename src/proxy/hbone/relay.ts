@@ -57,7 +57,15 @@ export function abortStream(s: Duplex): void {
   s.destroy();
 }
 
-/** Copies src → dst with backpressure; returns a getter for the byte count. */
+/**
+ * Copies src → dst with backpressure; returns a getter for the byte count.
+ *
+ * Writes to a TCP socket are corked until the current burst of 'data' events has been handled
+ * (process.nextTick runs once the native callback that delivered them returns): one TLS read
+ * decrypts into several records, each an HTTP/2 DATA chunk of up to 16 KiB, and without the cork
+ * each became its own write(2) — and its own trip through the pod's loopback TCP. Corked, they
+ * leave as one writev.
+ */
 function pump(src: Duplex, dst: Duplex): () => number {
   let bytes = 0;
   let waiting = false;
@@ -65,8 +73,19 @@ function pump(src: Duplex, dst: Duplex): () => number {
     waiting = false;
     src.resume();
   };
+  const coalesce = dst instanceof net.Socket;
+  let corked = false;
+  const uncork = (): void => {
+    corked = false;
+    dst.uncork();
+  };
   src.on('data', (chunk: Buffer) => {
     bytes += chunk.length;
+    if (coalesce && !corked) {
+      corked = true;
+      dst.cork();
+      process.nextTick(uncork);
+    }
     if (!dst.write(chunk) && !waiting) {
       waiting = true;
       src.pause();
