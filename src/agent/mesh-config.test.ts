@@ -9,7 +9,7 @@ import { acceptUpdate, buildIndex, MeshConfig, normalizeIp } from './mesh-config
 
 const web1 = fixtureWorkload('w1', 'n1', { name: 'web-1', ips: ['10.244.1.5', 'fd00:244:1::5'] });
 const db1 = fixtureWorkload('w2', 'n1', { name: 'db-1', namespace: 'data', serviceAccount: 'db', ips: ['10.244.1.6'], enrolled: false });
-const peer: PeerWorkload = { uid: 'p1', ips: ['10.244.2.7'], node: 'n2', identity: 'spiffe://cluster.local/ns/shop/sa/api', enrolled: true };
+const peer: PeerWorkload = { uid: 'p1', ips: ['10.244.2.7'], node: 'n2', identity: 'spiffe://cluster.local/ns/shop/sa/api', enrolled: true, workload: 'api' };
 const oddPeer: PeerWorkload = { uid: 'p2', ips: ['10.244.2.8'], node: 'n2', identity: 'spiffe://cluster.local/custom/path', enrolled: true };
 
 function service(name: string, vip: string, endpoints: Endpoint[], over: Partial<Service> = {}): Service {
@@ -55,6 +55,8 @@ test('index: workloads by IP (this node and peers), by uid; IPv4-mapped and uppe
   assert.equal(ix.workloadByUid('p1')?.identity, 'spiffe://cluster.local/ns/shop/sa/api');
   assert.deepEqual(ix.localWorkloads.map((w) => w.uid), ['w1', 'w2']);
   assert.deepEqual(ix.workloadByIp('10.244.1.5')?.labels, { app: 'web' }, 'labels of local pods, for policy selectors');
+  assert.equal(ix.workloadByIp('10.244.2.7')?.workload, 'api', "a peer's workload name, for telemetry");
+  assert.equal(ix.workloadByIp('10.244.2.8')?.workload, undefined, 'absent from an older control plane');
 });
 
 test('index: a pod IP listed both here and on a peer resolves to this node\'s workload', () => {

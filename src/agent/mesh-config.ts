@@ -148,6 +148,8 @@ export interface WorkloadInfo {
   serviceAccount?: string;
   /** only known for workloads of this node (policy selectors) */
   labels?: Record<string, string>;
+  /** Istio's workload name for a peer, as the control plane computed it (src/state/workload-name.ts) */
+  workload?: string;
   /** the full record when the pod runs on this node */
   local?: Workload;
 }
@@ -213,6 +215,7 @@ export class MeshIndex {
     for (const p of Object.values(snapshot.peers)) {
       const id = parseSpiffeId(p.identity);
       const info: WorkloadInfo = { uid: p.uid, identity: p.identity, enrolled: p.enrolled, node: p.node, ips: p.ips };
+      if (typeof p.workload === 'string' && p.workload) info.workload = p.workload;
       if (id.ok && id.id.namespace !== undefined) info.namespace = id.id.namespace;
       if (id.ok && id.id.serviceAccount !== undefined) info.serviceAccount = id.id.serviceAccount;
       this.#addWorkload(info);

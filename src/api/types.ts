@@ -43,6 +43,8 @@ export interface PeerWorkload {
   node: string;
   identity: SpiffeId;
   enrolled: boolean;
+  /** Istio's workload name (src/state/workload-name.ts), for telemetry; absent from older control planes */
+  workload?: string;
 }
 
 export interface ServicePort {

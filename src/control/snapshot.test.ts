@@ -67,7 +67,7 @@ test('node scoping: what each node gets', () => {
     assert.deepEqual(got, want, name);
     assert.deepEqual(s.trust, { trustDomain: 'cluster.local', rootNamespace: 'ambit-system', roots: [] });
   }
-  assert.deepEqual(snapshotFor(m, 'n1').peers['b'], { uid: 'b', ips: ['10.0.0.2'], node: 'n2', identity: 'spiffe://cluster.local/ns/shop/sa/default', enrolled: true }, 'a peer carries only what a client needs');
+  assert.deepEqual(snapshotFor(m, 'n1').peers['b'], { uid: 'b', ips: ['10.0.0.2'], node: 'n2', identity: 'spiffe://cluster.local/ns/shop/sa/default', enrolled: true, workload: 'web' }, 'a peer carries only what a client needs, and its workload name for telemetry');
 });
 
 test('non-enrolled local workloads pull in no policies', () => {

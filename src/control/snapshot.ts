@@ -29,6 +29,7 @@ import { createHash } from 'node:crypto';
 import { RESOURCE_TYPES, type NodeSnapshot, type PeerWorkload, type ResourceDelta, type ResourceType, type SnapshotDelta, type SnapshotResources, type TrustSettings } from '../api/types.js';
 import type { MeshModel, Service, Workload } from '../state/model.js';
 import type { AuthorizationPolicy, PeerAuthentication } from '../state/policy.js';
+import { canonicalWorkloadName } from '../state/workload-name.js';
 import { authorizationPolicyApplies, peerAuthenticationApplies } from '../state/policy.js';
 import type { Route } from '../state/routes.js';
 import { sortedRecord } from '../api/delta.js';
@@ -89,7 +90,7 @@ function trustOf(model: MeshModel, opts: SnapshotOptions): TrustSettings {
 }
 
 function peerOf(w: Workload): PeerWorkload {
-  return { uid: w.uid, ips: w.ips, node: w.node, identity: w.identity, enrolled: w.enrolled };
+  return { uid: w.uid, ips: w.ips, node: w.node, identity: w.identity, enrolled: w.enrolled, workload: canonicalWorkloadName(w) };
 }
 
 /**

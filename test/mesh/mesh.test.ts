@@ -438,12 +438,11 @@ meshTest("the server's metrics and access log show the client's SPIFFE principal
   assert.ok(answeredByEcho(res), res.stderr);
   const server = await metrics('node-2');
   const clientSide = await metrics('node-1');
-  // Each side names only its own node's workload: a snapshot carries pods of other nodes as peers
-  // without name or labels, so the remote workload is "unknown" (its namespace comes from the
-  // principal). Known gap, reported to the lead; the principals are what this test is about.
-  const both = { source_principal: CLIENT_PRINCIPAL, destination_principal: ECHO_PRINCIPAL, connection_security_policy: 'mutual_tls', source_workload_namespace: NS, destination_workload_namespace: NS, destination_service: `echo.${NS}.svc.cluster.local` };
-  const inbound = { ...both, reporter: 'destination', destination_workload: 'echo' };
-  const outbound = { ...both, reporter: 'source', source_workload: 'client' };
+  // Both sides name both workloads: the remote one (on the other node) from its peer record's
+  // workload name, which Kiali's graph needs to draw the edge.
+  const both = { source_principal: CLIENT_PRINCIPAL, destination_principal: ECHO_PRINCIPAL, connection_security_policy: 'mutual_tls', source_workload: 'client', source_workload_namespace: NS, destination_workload: 'echo', destination_workload_namespace: NS, destination_service: `echo.${NS}.svc.cluster.local` };
+  const inbound = { ...both, reporter: 'destination' };
+  const outbound = { ...both, reporter: 'source' };
   assert.ok(sum(server, 'istio_tcp_connections_opened_total', inbound) >= 2, `node-2 counts the client's connections as destination: ${server.filter((s) => s.name === 'istio_tcp_connections_opened_total').map((s) => JSON.stringify(s.labels)).join('\n')}`);
   assert.ok(sum(server, 'istio_tcp_received_bytes_total', inbound) > 0, 'node-2 counts the bytes it received from the client');
   assert.ok(sum(server, 'istio_tcp_sent_bytes_total', inbound) > 0, 'node-2 counts the bytes it sent back');
@@ -456,8 +455,13 @@ meshTest("the server's metrics and access log show the client's SPIFFE principal
     return lines.length >= 2 ? lines : undefined;
   }, 10_000, () => "node-2's access log lines for the client");
   assert.ok(serverLog.every((l) => l.security === 'mutual_tls' && l.dst_principal === ECHO_PRINCIPAL), JSON.stringify(serverLog[0]));
-  const clientLog = (await accessLines('node-1')).filter((l) => l.reporter === 'source' && l.src_principal === CLIENT_PRINCIPAL && l.dst_principal === ECHO_PRINCIPAL);
-  assert.ok(clientLog.length >= 2 && clientLog.every((l) => l.security === 'mutual_tls'), `node-1's access log: ${JSON.stringify(clientLog[0])}`);
+  // Access-log lines reach stdout in batches, at the latest a second after the connection ends.
+  const clientLog = await waitUntil(async () => {
+    const lines = (await accessLines('node-1')).filter((l) => l.reporter === 'source' && l.src_principal === CLIENT_PRINCIPAL && l.dst_principal === ECHO_PRINCIPAL);
+    return lines.length >= 2 ? lines : undefined;
+  }, 10_000, () => "node-1's access log lines for the client");
+  assert.ok(clientLog.every((l) => l.security === 'mutual_tls'), `node-1's access log: ${JSON.stringify(clientLog[0])}`);
+  assert.ok([...serverLog, ...clientLog].every((l) => l.src_workload === `${NS}/client` && l.dst_workload === `${NS}/echo`), `both sides name both workloads: ${JSON.stringify(serverLog[0])}`);
 });
 
 meshTest('a DENY policy on a principal refuses it and no other; an ALLOW policy admits its principal and rejects the other service account', async () => {
@@ -681,6 +685,7 @@ meshTest('certificate renewal under keep-alive and new-connection load drops no 
   assert.equal(keepAlive.errors, 0, `keep-alive load: ${JSON.stringify(keepAlive)}`);
   assert.equal(fresh.errors, 0, `new-connection load: ${JSON.stringify(fresh)}`);
   assert.ok(keepAlive.ok >= 1100 && fresh.ok >= 280, `both runs completed: ${keepAlive.ok} keep-alive, ${fresh.ok} new-connection requests`);
+  await sleep(1500); // the agent's log lines are written in batches, at least every second
   const refusedNoCert = (await accessLines('node-1')).filter((l) => l.flags === 'UF');
   assert.equal(refusedNoCert.length, 0, `no connection waited in vain for a certificate: ${JSON.stringify(refusedNoCert[0])}`);
 });

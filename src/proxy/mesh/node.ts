@@ -319,8 +319,27 @@ class PodTunnelServer {
     return server;
   }
 
-  /** Policy first (cheap, and the answer a denied peer gets whatever it asked for), then the app. */
+  /**
+   * A peer the node's config does not know (a pod on another node, outside this node's scope) is
+   * looked up first, as outbound does for destinations: the metrics and access log then name its
+   * workload instead of "unknown". L4 policy itself needs only the principal, namespace and
+   * address; the lookup is a bounded wait (MeshView.resolve) once per peer, and an address the
+   * control plane does not know is remembered by the view, so it costs nothing the next time.
+   */
   private decide(req: TunnelRequest, podLog: Logger): TunnelRefusal | Promise<Duplex | TunnelRefusal> {
+    const { view } = this.mesh;
+    const peerIp = unmapIPv4(req.remoteAddress);
+    if (view.resolve && !view.workloadByIp(peerIp)) {
+      return view.resolve(peerIp).then(
+        () => this.decideKnown(req, podLog),
+        () => this.decideKnown(req, podLog),
+      );
+    }
+    return this.decideKnown(req, podLog);
+  }
+
+  /** Policy first (cheap, and the answer a denied peer gets whatever it asked for), then the app. */
+  private decideKnown(req: TunnelRequest, podLog: Logger): TunnelRefusal | Promise<Duplex | TunnelRefusal> {
     const pod = `${this.pod.namespace}/${this.pod.name}`;
     if (!this.pod.ips.includes(req.host)) {
       return { refuse: 400, reason: `CONNECT to ${req.authority}: not an address of pod ${pod} (its addresses: ${this.pod.ips.join(', ')})` };

@@ -71,6 +71,8 @@ test('Istio labels: workload names, principals, unknowns', () => {
   assert.equal(workloadName({ ...web, labels: {}, name: 'client' }), 'client');
   assert.equal(workloadName(legacy), 'unknown');
   assert.equal(workloadName(undefined), 'unknown');
+  assert.equal(workloadName({ uid: 'p', identity: 'spiffe://cluster.local/ns/shop/sa/api', enrolled: true, node: 'n2', workload: 'api' }), 'api', "a peer: the control plane's name");
+  assert.equal(workloadName({ ...web, workload: 'shop-web' }), 'shop-web', 'the pushed name wins');
   assert.deepEqual(tcpLabels({ reporter: 'destination', sourcePrincipal: 'spiffe://cluster.local/ns/shop/sa/client', destination: web, destinationPrincipal: web.identity, mtls: true }), {
     reporter: 'destination',
     source_workload: 'unknown',

@@ -10,6 +10,7 @@
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import type { RejectEvent } from '../hbone/index.js';
+import { canonicalWorkloadName } from '../../state/workload-name.js';
 import type { WorkloadInfo } from './view.js';
 
 export const TCP_LABELS = [
@@ -110,16 +111,9 @@ export class MeshTelemetry {
   }
 }
 
-/**
- * A workload's name as Istio reports it: the app's declared name (app.kubernetes.io/name, app), else
- * the pod name without the ReplicaSet and pod hashes a Deployment adds, else "unknown".
- */
+/** A workload's name as Istio reports it (src/state/workload-name.ts); a peer's comes with its record. */
 export function workloadName(w: WorkloadInfo | undefined): string {
-  if (!w) return 'unknown';
-  const declared = w.labels?.['app.kubernetes.io/name'] ?? w.labels?.app;
-  if (declared) return declared;
-  if (!w.name) return 'unknown';
-  return w.name.replace(/-[a-z0-9]{6,10}-[a-z0-9]{5}$/, '');
+  return w?.workload ?? canonicalWorkloadName(w);
 }
 
 /** The labels for a connection between `source` and `destination` (either may be unknown). */

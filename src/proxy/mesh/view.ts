@@ -19,6 +19,8 @@ export interface WorkloadInfo {
   enrolled: boolean;
   node: string;
   labels?: Record<string, string>;
+  /** Istio's workload name, as the control plane computed it (pods of other nodes, which come without name and labels) */
+  workload?: string;
   /** keys of the Services that select it (own node only): policies may target a Service */
   services?: readonly string[];
 }
