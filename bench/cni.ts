@@ -206,7 +206,9 @@ class AgentView {
     return Number(line.split(' ')[1]);
   }
 
+  /** The agent's log lines so far (it writes them in batches, at least every second: wait that out first). */
   async lines(): Promise<AgentLine[]> {
+    await new Promise((r) => setTimeout(r, 1500));
     const text = await this.k.ok(['logs', '-n', 'ambit-system', await this.podName()], { timeoutMs: 60_000 });
     const out: AgentLine[] = [];
     for (const l of text.split('\n')) {

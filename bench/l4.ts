@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- l4 [--json] [--quick]`: the cost of the L4 path between two nodes, as root, in
+ * `npm run bench -- l4 [--json] [--quick] [--threads N] [--profile DIR]`: the cost of the L4 path between two nodes, as root, in
  * ONE run on a fresh 2-node local cluster. The same client pod (`load`, pinned to node-1) drives the
  * same server pod (echo-server, pinned to node-2) over three paths:
  *  - none:    the namespace is not enrolled; the client connects to the server's pod IP directly;
@@ -7,7 +7,7 @@
  *             netns (plaintext in from the client, TLS 1.3 with a client certificate out) and one in
  *             node-2's netns (TLS 1.3, client certificate verified against the CA, plaintext to the
  *             server pod); ECDSA P-256 certificates from src/identity, mode tcp, nbthread = the
- *             number of proxy processes Ambit runs per node;
+ *             agents' proxy threads (`--threads`, default 1: like against like);
  *  - ambit:   the namespace is labelled and both pods are enrolled (per the agents' /debug/state);
  *             the client connects to the server's pod IP and the path is whatever the agents do
  *             with it (the benchmark assumes nothing about it; it reports what it saw on the
@@ -18,10 +18,12 @@
  * the proxies' RSS after the runs. Then the issue's targets as ratios Ambit / haproxy, pass or fail.
  * Every loop is bounded in count and time; the cluster goes down and the temp dir is removed in
  * `finally`, and only the haproxy PIDs this benchmark started are killed.
- * `--json` prints one JSON object on the last line; `--quick` shortens every run (a smoke test).
+ * `--json` prints one JSON object on the last line; `--quick` shortens every run (a smoke test);
+ * `--profile DIR` enables the agents' /debug/cpu-profile and writes a V8 CPU profile per agent
+ * thread and Ambit run to DIR (profiling slows the agents: such a run's figures are not results).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,9 +35,26 @@ import { DEMO_IMAGES, ensureAmbitImage } from '../test/cluster/apps/images.js';
 import { run } from '../test/cluster/runtime/proc.js';
 import { Kubectl, waitUntil } from '../test/helpers/kubectl.js';
 import { daemonsetDir } from '../test/helpers/ambit.js';
+import { summarizeProfile, type CpuProfile } from '../src/telemetry/profile.js';
 
 const json = process.argv.includes('--json');
 const quick = process.argv.includes('--quick');
+/**
+ * --threads N (default 1): proxy threads per node on both sides of the comparison — the agents'
+ * AMBIT_PROXY_WORKERS (1 = the agent's main thread proxies, no worker threads) and haproxy's
+ * nbthread. Like against like: the same number of event loops per node.
+ */
+const proxyThreads = (() => {
+  const i = process.argv.indexOf('--threads');
+  const n = i >= 0 ? Number(process.argv[i + 1]) : 1;
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new Error(`--threads wants a whole number 1..64, got ${process.argv[i + 1]}`);
+  return n;
+})();
+/** --profile DIR: CPU profiles of both agents during Ambit's runs (the figures of such a run are not for the record) */
+const profileDir = (() => {
+  const i = process.argv.indexOf('--profile');
+  return i >= 0 ? process.argv[i + 1] : undefined;
+})();
 const log = (s: string): void => {
   if (!json) console.log(s);
 };
@@ -333,6 +352,34 @@ interface PathCtx {
   url: string;
   /** the proxy processes to account (none for no mesh), per node, looked up again before each run */
   pids: () => { node1: number[]; node2: number[] };
+  /** with --profile: profiles both agents for `seconds` of the named run */
+  profile?: (run: string, seconds: number) => Promise<void>;
+}
+
+/**
+ * CPU profiles of the agents on `nodes` (their /debug/cpu-profile, enabled by --profile), written
+ * to `dir` as <run>-<node>-<thread>.cpuprofile; prints the top functions by self time per node.
+ */
+async function profileAgents(dir: string, nodes: ClusterNode[], runName: string, seconds: number): Promise<void> {
+  await Promise.all(
+    nodes.map(async (node) => {
+      const out = join(dir, `${runName}-${node.name}.json`);
+      await run(['nsenter', `--net=${node.netns}`, 'curl', '-sS', '--fail', '--noproxy', '*', '-o', out, `http://127.0.0.1:15021/debug/cpu-profile?seconds=${seconds}`], { timeoutMs: (seconds + 30) * 1000 });
+      const got = JSON.parse(readFileSync(out, 'utf8')) as { main: CpuProfile; workers: Array<CpuProfile | { error: string }> };
+      rmSync(out);
+      const threads: Array<[string, CpuProfile]> = [['main', got.main]];
+      got.workers.forEach((w, i) => {
+        if ('nodes' in w) threads.push([`worker${i}`, w]);
+        else log(`  profile ${runName} ${node.name} worker ${i}: ${w.error}`);
+      });
+      for (const [name, p] of threads) {
+        writeFileSync(join(dir, `${runName}-${node.name}-${name}.cpuprofile`), JSON.stringify(p));
+        const sum = summarizeProfile(p, 12);
+        log(`  profile ${runName} ${node.name} ${name}: ${sum.totalMs} ms sampled, idle ${sum.idlePct}%`);
+        for (const e of sum.entries) log(`    ${String(e.selfPct).padStart(5)}%  ${e.where}`);
+      }
+    }),
+  );
 }
 
 const TICK_S = 1 / 100; // USER_HZ; Linux reports /proc/<pid>/stat in these on every supported arch
@@ -347,7 +394,7 @@ async function loadIn(k: Kubectl, args: string[], durationS: number): Promise<Lo
   }
 }
 
-async function measure(k: Kubectl, path: PathCtx, args: string[], durationS: number, opts: { warmupS?: number; during?: () => Promise<void> } = {}): Promise<Measured> {
+async function measure(k: Kubectl, path: PathCtx, args: string[], durationS: number, opts: { warmupS?: number; during?: () => Promise<void>; run?: string } = {}): Promise<Measured> {
   const pids = path.pids();
   const ticks = (list: number[]) => list.reduce((s, p) => s + cpuTicks(p), 0);
   const c1 = ticks(pids.node1);
@@ -355,12 +402,14 @@ async function measure(k: Kubectl, path: PathCtx, args: string[], durationS: num
   const m0 = machineJiffies();
   const warmupS = opts.warmupS ?? 0;
   const running = loadIn(k, ['--duration', String(durationS), ...args], durationS + warmupS);
+  const profiled = path.profile && opts.run ? sleep(1000 + warmupS * 1000).then(() => path.profile!(opts.run!, Math.max(1, durationS - 3))) : undefined;
   if (opts.during) {
     await sleep(((warmupS + durationS / 2) * 1000));
     await opts.during();
   }
   const load = await running;
   const m1 = machineJiffies();
+  await profiled;
   const node1 = (ticks(pids.node1) - c1) * TICK_S;
   const node2 = (ticks(pids.node2) - c2) * TICK_S;
   return {
@@ -401,16 +450,17 @@ async function runPath(k: Kubectl, path: PathCtx, serverNetns: string): Promise<
   await warmUp(k, path);
   let sockets = { tunnel: 0, app: 0, appPeers: [] as string[] };
   const keepAlive = await measure(k, path, ['--url', path.url, '--concurrency', String(CONNS.keepAlive), '--timeout', '5000'], PLAN.keepAliveS, {
+    run: 'keepalive',
     during: async () => {
       sockets = await serverSockets(serverNetns);
     },
   });
   log(`  keep-alive (${CONNS.keepAlive} conns, ${PLAN.keepAliveS} s): ${fmt(keepAlive.load.achievedRps, 0)} req/s, p50/p90/p99 ${fmt(keepAlive.load.latencyMs.p50, 3)}/${fmt(keepAlive.load.latencyMs.p90, 3)}/${fmt(keepAlive.load.latencyMs.p99, 3)} ms, errors ${keepAlive.load.errors}, proxy CPU ${keepAlive.cpuS.total} s, machine ${keepAlive.machineBusyPct}% busy`);
   await sleep(1000);
-  const newConn = await measure(k, path, ['--url', path.url, '--concurrency', String(CONNS.newConn), '--new-connection', '--timeout', '5000'], PLAN.newConnS);
+  const newConn = await measure(k, path, ['--url', path.url, '--concurrency', String(CONNS.newConn), '--new-connection', '--timeout', '5000'], PLAN.newConnS, { run: 'newconn' });
   log(`  new connection per request (${CONNS.newConn} workers, ${PLAN.newConnS} s): ${fmt(newConn.load.achievedRps, 0)} conn/s, p50/p99 ${fmt(newConn.load.latencyMs.p50, 3)}/${fmt(newConn.load.latencyMs.p99, 3)} ms, errors ${newConn.load.errors}, proxy CPU ${newConn.cpuS.total} s`);
   await sleep(1000);
-  const bulk = await measure(k, path, ['--url', `${path.url}bytes/${BULK_BYTES}`, '--concurrency', String(CONNS.bulk), '--timeout', '10000'], PLAN.bulkS);
+  const bulk = await measure(k, path, ['--url', `${path.url}bytes/${BULK_BYTES}`, '--concurrency', String(CONNS.bulk), '--timeout', '10000'], PLAN.bulkS, { run: 'bulk' });
   log(`  1 MiB responses (${CONNS.bulk} conns, ${PLAN.bulkS} s): ${fmt(bulk.load.megabytesPerS, 1)} MB/s, errors ${bulk.load.errors}, proxy CPU ${bulk.cpuS.total} s`);
   await sleep(1000);
   // The load's own warm-up opens its connections first, so connection set-up (a TLS handshake on
@@ -523,14 +573,17 @@ async function main(): Promise<void> {
     // so that every path runs on the same cluster with the same background.
     r = await k.run(['apply', '-f', daemonsetDir()]);
     if (r.code !== 0) throw new Error(`kubectl apply -f daemonset/ failed: ${r.stderr}`);
+    // The DaemonSet as shipped, with the proxy thread count of this comparison (and profiling when asked).
+    const agentEnv = [`AMBIT_PROXY_WORKERS=${proxyThreads}`, ...(profileDir ? ['AMBIT_DEBUG_PROFILING=true'] : [])];
+    if (profileDir) mkdirSync(profileDir, { recursive: true });
+    await k.ok(['set', 'env', 'daemonset/ambit-agent', '-n', 'ambit-system', ...agentEnv]);
     await k.ok(['rollout', 'status', 'daemonset/ambit-agent', '-n', 'ambit-system', '--timeout=120s'], { timeoutMs: 130_000 });
     await k.ok(['rollout', 'status', 'deployment/ambit-control', '-n', 'ambit-system', '--timeout=120s'], { timeoutMs: 130_000 });
     const agents = () => ({ node1: agentPids(node1.netns), node2: agentPids(node2.netns) });
     const agentProcs = agents();
     if (!agentProcs.node1.length || !agentProcs.node2.length) throw new Error(`agent processes not found: ${JSON.stringify(agentProcs)}`);
-    // haproxy gets as many threads as Ambit has proxy processes on a node (one agent today, one event loop)
-    const threads = Number(process.env.BENCH_HAPROXY_THREADS ?? Math.max(1, agentProcs.node1.length));
-    log(`server ${serverIp} on node-2, client on node-1; agents: node-1 ${agentProcs.node1.join(',')}, node-2 ${agentProcs.node2.join(',')}; haproxy nbthread ${threads}`);
+    const threads = proxyThreads;
+    log(`server ${serverIp} on node-2, client on node-1; agents: node-1 ${agentProcs.node1.join(',')}, node-2 ${agentProcs.node2.join(',')}; proxy threads per node: ${threads} (agent AMBIT_PROXY_WORKERS, haproxy nbthread)`);
 
     // Whatever else runs on the machine competes with every path; say how much there was.
     const b0 = machineJiffies();
@@ -563,13 +616,14 @@ async function main(): Promise<void> {
     // (b) Ambit: enrol the namespace, wait until both agents say so
     await k.ok(['label', 'namespace', NS, 'ambit.dev/dataplane-mode=ambient']);
     await waitUntil(async () => ((await enrolled(cluster!, 'node-1')).includes('client') && (await enrolled(cluster!, 'node-2')).includes('server') ? true : undefined), 60_000, () => 'client and server enrolled per /debug/state');
-    results.ambit = await runPath(k, { name: 'ambit', url, pids: agents }, serverNetns);
+    const profile = profileDir ? (run: string, seconds: number) => profileAgents(profileDir, [node1, node2], run, seconds) : undefined;
+    results.ambit = await runPath(k, { name: 'ambit', url, pids: agents, ...(profile ? { profile } : {}) }, serverNetns);
     const ambitPath = results.ambit.serverSockets.tunnel > 0 ? 'hbone' : 'plaintext';
 
     const rs = ratios(results);
     log(`\n${table(results)}`);
     log(`\nAmbit's path as seen on the server pod mid-run: ${ambitPath} (${results.ambit.serverSockets.tunnel} connections on :15008, ${results.ambit.serverSockets.app} on :${SERVER_PORT} from ${results.ambit.serverSockets.appPeers.join(', ') || 'nobody'})`);
-    log(`haproxy nbthread ${threads}; machine: ${cpus().length} CPUs shared by client, server, both proxies and the cluster itself`);
+    log(`proxy threads per node ${threads} (Ambit and haproxy); machine: ${cpus().length} CPUs shared by client, server, both proxies and the cluster itself`);
     log('\nTargets (Ambit / haproxy, same run):');
     const names: Record<string, string> = {
       keepAliveRps: 'keep-alive req/s',
@@ -588,7 +642,7 @@ async function main(): Promise<void> {
       const paths = Object.fromEntries(
         (Object.entries(results) as Array<[PathName, PathResult]>).map(([p, v]) => [p, { ...v, keepAlive: slim(v.keepAlive), newConn: slim(v.newConn), bulk: slim(v.bulk), fixed: slim(v.fixed) }]),
       );
-      console.log(JSON.stringify({ quick, plan: PLAN, connections: CONNS, cpus: cpus().length, backgroundBusyPct, ...(busyWarning ? { warning: busyWarning } : {}), haproxyThreads: threads, ambitPath, paths, ratios: rs, totalS: Math.round((Date.now() - started) / 1000) }));
+      console.log(JSON.stringify({ quick, plan: PLAN, connections: CONNS, cpus: cpus().length, backgroundBusyPct, ...(busyWarning ? { warning: busyWarning } : {}), proxyThreads: threads, ambitPath, paths, ratios: rs, totalS: Math.round((Date.now() - started) / 1000) }));
     }
   } finally {
     for (const h of haproxies) await stopHaproxy(h);

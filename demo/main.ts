@@ -136,6 +136,7 @@ async function main(): Promise<number> {
       await new Promise((r) => setTimeout(r, 500));
     }
     console.log(dim(`\n# mutual TLS between the nodes: ${remote.spec.nodeName}'s agent access log names the client's SPIFFE principal:`));
+    await new Promise((r) => setTimeout(r, 1500)); // the agent writes its log lines in batches, at least every second
     const access = (await kubectl(['logs', '-n', 'ambit-system', serverAgent], true)).out.split('\n').filter((l) => l.includes('"component":"access"') && l.includes('"reporter":"destination"'));
     console.log(access.slice(-2).map((l) => {
       const e = JSON.parse(l) as Record<string, unknown>;
@@ -162,6 +163,7 @@ spec:
     }
     const r = await kubectl(['exec', '-n', 'shop', 'client', '--', 'curl', '-sS', '--max-time', '3', `http://${remote.status.podIP}:8080/denied`]);
     if (r.code === 0 || !denied) failed = true;
+    await new Promise((r) => setTimeout(r, 1500)); // (batched log lines, as above)
     const denials = (await kubectl(['logs', '-n', 'ambit-system', serverAgent], true)).out.split('\n').filter((l) => l.includes('"component":"access"') && l.includes('RBAC'));
     console.log(denials.slice(-1).map((l) => {
       const e = JSON.parse(l) as Record<string, unknown>;

@@ -29,6 +29,7 @@ import type { KubeObject, PodObject } from '../state/objects.js';
 import { peerCredentials, socketFd } from '../sys/index.js';
 import { MeshProxy } from '../proxy/mesh/node.js';
 import { ProxyWorkerPool } from '../proxy/workers/index.js';
+import { captureCpuProfile, type CpuProfile } from '../telemetry/profile.js';
 import { CniServer } from './cni-server.js';
 import { AgentCertMetrics, CertificateManager } from './certs.js';
 import { ControlLink } from './control-link.js';
@@ -217,6 +218,12 @@ export class Agent {
   /** Per-pod enrolment state, for the admin endpoint and tests. */
   snapshot(): PodSnapshot[] {
     return this.enroller.snapshot();
+  }
+
+  /** CPU profiles of the main thread and every proxy worker, taken side by side (/debug/cpu-profile). */
+  async cpuProfiles(ms: number): Promise<{ main: CpuProfile; workers: Array<CpuProfile | { error: string }> }> {
+    const [main, workers] = await Promise.all([captureCpuProfile(ms), this.workers ? this.workers.cpuProfiles(ms) : Promise.resolve([])]);
+    return { main, workers };
   }
 
   /** What the in-pod listeners relayed so far, over every pod this agent has served. */

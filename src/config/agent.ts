@@ -30,6 +30,7 @@
  * | --cert-wait | AMBIT_CERT_WAIT | 5s (how long a connection waits for its pod's first certificate) |
  * | --drain | AMBIT_DRAIN | 8s (on SIGTERM, how long open connections may finish; below the pod's grace period) |
  * | --proxy-workers | AMBIT_PROXY_WORKERS | the CPUs available to the agent (worker threads of the proxy; 1 = no workers, the main thread proxies) |
+ * | --debug-profiling | AMBIT_DEBUG_PROFILING | false (serve /debug/cpu-profile on the readiness port: CPU profiles of the agent's threads) |
  * | --log-level | AMBIT_LOG_LEVEL | info |
  */
 import { isIP } from 'node:net';
@@ -72,6 +73,8 @@ export interface AgentConfig {
   certWaitMs: number;
   /** on SIGTERM: listeners close at once, open connections get this long to finish */
   drainMs: number;
+  /** serve /debug/cpu-profile?seconds=N on the readiness port (off by default: it costs CPU and shows code) */
+  debugProfiling: boolean;
   /** worker threads the proxy spreads over (SO_REUSEPORT in every pod); 1: the main thread proxies */
   proxyWorkers: number;
   logLevel: LogLevel;
@@ -126,6 +129,7 @@ export function parseAgentConfig(env: Readonly<Record<string, string | undefined
   const certTtlMs = r.duration('cert-ttl', 'AMBIT_CERT_TTL', '24h', 10_000);
   const certWaitMs = r.duration('cert-wait', 'AMBIT_CERT_WAIT', '5s', 0);
   const drainMs = r.duration('drain', 'AMBIT_DRAIN', '8s', 0);
+  const debugProfiling = r.boolean('debug-profiling', 'AMBIT_DEBUG_PROFILING', false);
   const workers = r.setting('proxy-workers', 'AMBIT_PROXY_WORKERS', 'auto');
   const proxyWorkers = workers.value === 'auto' ? Math.max(1, Math.min(MAX_PROXY_WORKERS, host.cpus)) : Number(workers.value);
   if (!Number.isInteger(proxyWorkers) || proxyWorkers < 1 || proxyWorkers > MAX_PROXY_WORKERS || !/^(auto|\d+)$/.test(workers.value)) {
@@ -160,6 +164,7 @@ export function parseAgentConfig(env: Readonly<Record<string, string | undefined
       certTtlMs,
       certWaitMs,
       drainMs,
+      debugProfiling,
       proxyWorkers,
       logLevel,
     },

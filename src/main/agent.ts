@@ -55,7 +55,7 @@ async function main(): Promise<void> {
   const agent = await Agent.start({ config, kube, getPod, getRootCert, log, metrics });
   // agent.metrics(): with proxy workers, their registries merged with this one on every scrape
   const metricsServer = await startAdminServer({ ...config.metricsAddress, registry, metrics: () => agent.metrics(), readiness: () => agent.readiness() });
-  const readinessServer = await startAdminServer({ ...config.readinessAddress, registry, metrics: () => agent.metrics(), readiness: () => agent.readiness(), debug: () => agent.snapshot() });
+  const readinessServer = await startAdminServer({ ...config.readinessAddress, registry, metrics: () => agent.metrics(), readiness: () => agent.readiness(), debug: () => agent.snapshot(), ...(config.debugProfiling ? { profile: (ms: number) => agent.cpuProfiles(ms) } : {}) });
   log.info({ backend: agent.backend, metrics: metricsServer.boundPort, readiness: readinessServer.boundPort, cni: config.cniSocket }, 'ambit-agent started');
 
   let stopping = false;

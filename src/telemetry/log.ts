@@ -29,8 +29,24 @@ export function createLogger(opts: LoggerOptions): Logger {
       serializers: { err: pino.stdSerializers.err },
       base: { pid: process.pid },
     },
-    opts.destination ?? pino.destination({ fd: 1, sync: false }),
+    opts.destination ?? bufferedDestination(1),
   );
+}
+
+/** Kernel's PIPE_BUF on Linux: a write(2) of at most this many bytes to a pipe is never interleaved. */
+const PIPE_BUF = 4096;
+
+/**
+ * Where a busy program's lines go: written in batches instead of one write(2) per line. A proxy
+ * writes an access-log line per connection; one syscall each (and one wake-up of the container
+ * runtime's log reader each) cost more CPU than the connection's own bookkeeping. Lines wait until
+ * about a PIPE_BUF's worth is buffered, or at most `flushMs`; each write holds whole lines only and
+ * at most PIPE_BUF bytes (sonic-boom starts a new chunk rather than split a line, unless one line is
+ * longer), so the lines of several threads writing to the same stdout pipe never interleave.
+ * Exiting flushes what is left (pino's exit hook; call `logger.flush()` before a worker ends).
+ */
+export function bufferedDestination(fd: number, flushMs = 1000): DestinationStream {
+  return pino.destination({ fd, sync: false, minLength: PIPE_BUF - 96, maxWrite: PIPE_BUF, periodicFlush: flushMs });
 }
 
 /** The logger of one component. */

@@ -2,7 +2,7 @@
  * Metrics: one prom-client Registry per program (never the library's global one, so tests can
  * run several programs in one process), the control plane's metric set, and the small HTTP
  * server that serves `/metrics` (Prometheus text), `/ready` (readiness), `/healthz` (liveness) and,
- * when given, `/debug/state` (JSON).
+ * when given, `/debug/state` (JSON) and `/debug/cpu-profile?seconds=N` (CPU profiles, see profile.ts).
  */
 import http from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
@@ -55,6 +55,8 @@ export async function startAdminServer(opts: {
   readiness: () => Readiness;
   /** served as JSON on /debug/state (the agent's per-pod enrolment, for operators and tests) */
   debug?: () => unknown;
+  /** served as JSON on /debug/cpu-profile?seconds=N (1–60, default 10): CPU profiles of the process's threads */
+  profile?: (ms: number) => Promise<unknown>;
 }): Promise<http.Server & { boundPort: number }> {
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
@@ -76,6 +78,18 @@ export async function startAdminServer(opts: {
     }
     if (path === '/debug/state' && opts.debug) {
       res.writeHead(200, { 'Content-Type': 'application/json' }).end(`${JSON.stringify(opts.debug(), null, 1)}\n`);
+      return;
+    }
+    if (path === '/debug/cpu-profile' && opts.profile) {
+      const seconds = Number(new URL(req.url ?? '/', 'http://x').searchParams.get('seconds') ?? 10);
+      if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 60) {
+        res.writeHead(400, { 'Content-Type': 'text/plain' }).end('seconds must be a number in (0, 60]\n');
+        return;
+      }
+      opts.profile(seconds * 1000).then(
+        (p) => res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(p)),
+        (err: Error) => res.writeHead(409, { 'Content-Type': 'text/plain' }).end(`cannot profile: ${err.message}\n`),
+      );
       return;
     }
     if (path === '/healthz') {

@@ -28,6 +28,7 @@ import type { Logger } from 'pino';
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue, type Registry } from 'prom-client';
 import type { PodRef } from '../connection.js';
 import { addStats, emptyStats, type InPodNetConfig, type InPodStats, type InPodTimeouts } from '../inpod.js';
+import type { CpuProfile } from '../../telemetry/profile.js';
 import {
   cumulativeOnly,
   podKey,
@@ -252,6 +253,15 @@ export class ProxyWorkerPool extends EventEmitter<ProxyWorkerPoolEvents> {
     );
     const main = this.#opts.registry ? [await this.#opts.registry.getMetricsAsJSON()] : [];
     return [...main, ...each, this.#lostMetrics].filter((m) => m.length > 0);
+  }
+
+  /** A CPU profile of every running worker's thread, taken side by side for `ms` (index = worker). */
+  async cpuProfiles(ms: number): Promise<Array<CpuProfile | { error: string }>> {
+    return Promise.all(
+      this.#slots.map((s) =>
+        this.#request(s, { type: 'profile', ms }, ms + 10_000).catch((err: Error) => ({ error: `proxy worker ${s.index}: ${err.message}` })),
+      ),
+    );
   }
 
   /** Prometheus text of `metricsJson()`, for /metrics. */

@@ -21,6 +21,7 @@ import { Sensitive } from '../../identity/sensitive.js';
 import type { PodRef } from '../connection.js';
 import type { WorkloadCredentials } from '../hbone/index.js';
 import type { InPodNetConfig, InPodStats, InPodTimeouts } from '../inpod.js';
+import type { CpuProfile } from '../../telemetry/profile.js';
 
 /** A module the worker imports and the function it calls there (the agent names its view builder). */
 export interface ModuleExport {
@@ -70,6 +71,8 @@ export type ToWorker =
   | { type: 'stats'; id: number }
   | { type: 'metrics'; id: number }
   | { type: 'drain'; id: number; drainMs: number }
+  /** a CPU profile of the worker's thread for ms (telemetry/profile.ts) */
+  | { type: 'profile'; id: number; ms: number }
   /** the answer to a worker's 'resolve' (after the config that knows it, when found) */
   | { type: 'resolved'; rid: number; found: boolean };
 
@@ -83,6 +86,7 @@ export interface ReplyValues {
   stats: InPodStats;
   metrics: MetricObjectWithValues<MetricValue<string>>[];
   drain: { open: number; left: number };
+  profile: CpuProfile;
 }
 
 export type FromWorker =

@@ -17,13 +17,13 @@
  * pods. Connections the dead worker carried are gone; the other workers' listeners keep serving.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import type { PodMeshHandlers } from '../mesh/node.js';
 import { MeshProxy } from '../mesh/node.js';
 import type { MeshView } from '../mesh/view.js';
 import { addStats, emptyStats, InPodProxy, type InPodStats } from '../inpod.js';
-import { createLogger } from '../../telemetry/log.js';
+import { bufferedDestination, createLogger } from '../../telemetry/log.js';
+import { captureCpuProfile } from '../../telemetry/profile.js';
 import { PushedCredentials } from './credentials.js';
 import { fromWire, podKey, retireStats, type FromWorker, type Request, type ToWorker, type WorkerInit } from './protocol.js';
 
@@ -34,7 +34,7 @@ const post = (m: FromWorker): void => port.postMessage(m);
 const log = createLogger({
   name: init.log.name,
   level: init.log.level as Parameters<typeof createLogger>[0]['level'],
-  destination: pino.destination({ fd: init.log.fd, sync: false }),
+  destination: bufferedDestination(init.log.fd),
 }).child({ worker: init.index });
 
 /** The newest view built from a pushed config; before the first, the mesh knows nothing (mTLS fails closed). */
@@ -153,6 +153,7 @@ async function drain(drainMs: number): Promise<{ open: number; left: number }> {
   retired = retireStats(stats());
   pods.clear();
   credentials.close();
+  log.flush(); // the access-log lines of the drained connections, before the pool ends this thread
   return { open: before, left };
 }
 
@@ -168,6 +169,8 @@ async function answer(m: Request): Promise<unknown> {
       return registry.getMetricsAsJSON();
     case 'drain':
       return drain(m.drainMs);
+    case 'profile':
+      return captureCpuProfile(m.ms);
   }
 }
 
