@@ -36,11 +36,11 @@ import { ControlLink } from './control-link.js';
 import { MeshConfig } from './mesh-config.js';
 import { Enroller, NetnsFinder, type EnrolEffects, type PodRef, type PodSnapshot } from './enrol/index.js';
 import type { AgentMetrics } from './metrics.js';
-import { freshApplyCommands } from './redirect/exec.js';
-import { hostProbeSyncCommands } from './redirect/host-probe.js';
-import { WarmPool } from './redirect/warm.js';
 import {
   applyRedirection,
+  freshApplyCommands,
+  hostProbeSyncCommands,
+  WarmPool,
   decideBackend,
   hostRunner,
   inspectRedirection,
@@ -152,7 +152,7 @@ export class Agent {
       },
       // The fast path (own backend only): on the CNI ADD path every process is latency; the
       // periodic sync in maintain() cleans the other backends.
-      syncProbeSnat: (ips) => syncHostProbeSnat(ips, { backend: decision.value, config: redirect, ownBackendOnly: true, warm }),
+      syncProbeSnat: (ips, o) => syncHostProbeSnat(ips, { backend: decision.value, config: redirect, warm, ...(o?.full ? {} : { ownBackendOnly: true }) }),
       ...(opts.getPod ? { lookupPod: opts.getPod } : {}),
     };
     const enroller = new Enroller({ nodeName: config.nodeName, effects, metrics, log: log.child({ component: 'enrol' }) });
@@ -354,9 +354,8 @@ export class Agent {
       this.cniInstalled = false;
     }
     if (!this.enroller.ready()) return;
-    // kube-proxy restarting puts its jump ahead of ours; a periodic sync puts ours first again.
-    const ips = this.enroller.snapshot().filter((p) => p.state === 'enrolled').flatMap((p) => p.ips);
-    await syncHostProbeSnat(ips, { backend: this.backend, config: this.redirect }).catch((err: Error) => log.error({ err }, 'could not sync the host probe SNAT'));
+    // kube-proxy restarting puts its jump ahead of ours; a periodic full sync puts ours first again.
+    await this.enroller.refreshProbes();
   }
 
   /** The node's metrics as /metrics serves them: with workers, their registries merged with the agent's. */

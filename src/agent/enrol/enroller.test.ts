@@ -108,9 +108,12 @@ class FakeNode implements EnrolEffects {
       },
     };
   }
-  async syncProbeSnat(ips: string[]): Promise<void> {
+  /** every sync's options, in order */
+  readonly probeFull: boolean[] = [];
+  async syncProbeSnat(ips: string[], opts?: { full?: boolean }): Promise<void> {
     await this.step('probe', ips.join(','));
     this.probeSets.push([...ips]);
+    this.probeFull.push(opts?.full === true);
   }
   openListeners(path: string): number {
     return (this.listeners.get(path) ?? []).filter((l) => !l.closed).length;
@@ -371,6 +374,25 @@ test("CNI ADD programs the host's probe SNAT while the rules go in, and answers 
   await waitFor('the probe SNAT synced while the apply is held', () => node.probeSets.some((s) => s.includes('10.0.8.1')));
   assert.equal(node.count(`applied ${path}`), 0);
   assert.equal(answered, false);
+  gate.open();
+  assert.equal(await add, 'enrolled');
+  await enroller.stop();
+});
+
+test("the periodic full probe SNAT sync uses the enroller's set (a pod mid-ADD included) and runs even when the set is unchanged", async () => {
+  const node = new FakeNode();
+  node.addPodNetns('cni-p', ['10.0.8.1']);
+  const { enroller } = make(node);
+  await enroller.reconcile([pod('p', undefined)], nsMap({ app: AMBIENT }));
+  const gate = new Gate();
+  node.gates.set('apply', gate);
+  const add = enroller.onCniAdd(cniReq('p', '10.0.8.1', '/var/run/netns/cni-p'));
+  await waitFor('the ADD has synced the probe set', () => node.probeSets.some((s) => s.includes('10.0.8.1')));
+  const before = node.probeSets.length;
+  await enroller.refreshProbes(); // while the pod is still being enrolled (its apply is held)
+  assert.deepEqual(node.probeSets.at(-1), ['10.0.8.1'], 'the pod whose ADD is under way stays in the set');
+  assert.equal(node.probeFull.at(-1), true, 'a full sync');
+  assert.equal(node.probeSets.length, before + 1, 'run although the set did not change');
   gate.open();
   assert.equal(await add, 'enrolled');
   await enroller.stop();

@@ -67,7 +67,11 @@ export interface EnrolEffects {
   hasRedirection(netnsPath: string): Promise<boolean>;
   openProxy(netnsPath: string, pod: PodRef): Promise<ProxyHandle>;
   /** The full desired set of enrolled pod IPs on the node (host-side SNAT of kubelet probes). */
-  syncProbeSnat(podIps: string[]): Promise<void>;
+  /**
+   * `full`: the periodic whole-node sync (every backend read, leftovers of other backends removed,
+   * our jump first again); otherwise the quick one for a changed set.
+   */
+  syncProbeSnat(podIps: string[], opts?: { full?: boolean }): Promise<void>;
   /**
    * Optional: read a pod from the API server when a CNI ADD comes for a pod of an ambient namespace
    * that the watch has not delivered yet (after `podWaitMs`). Without it the ADD is "try again".
@@ -210,6 +214,7 @@ export class Enroller {
   private probeSynced: string | undefined;
   private probeChain: Promise<void> = Promise.resolve();
   private probeQueued: Promise<void> | undefined;
+  private probeFullWanted = false;
   private probeFailures = 0;
   private probeTimer: NodeJS.Timeout | undefined;
 
@@ -325,6 +330,15 @@ export class Enroller {
   /** True once the first reconcile pass has finished (every pod's step settled, failures included). */
   ready(): boolean {
     return this.passes > 0;
+  }
+
+  /**
+   * The periodic whole-node sync of the host probe SNAT (kube-proxy restarting puts its jump ahead
+   * of ours; another backend's leftovers go), with the same set and in the same queue as every
+   * other sync: a pod whose CNI ADD is under way is in the set, and no two syncs interleave.
+   */
+  refreshProbes(): Promise<void> {
+    return this.syncProbes({ full: true });
   }
 
   /** Every pod the enroller manages, sorted by namespace/name. */
@@ -797,16 +811,19 @@ export class Enroller {
    * is unchanged since the last success. Never rejects: a failure is logged, counted and retried
    * with backoff.
    */
-  private syncProbes(): Promise<void> {
+  private syncProbes(opts: { full?: boolean } = {}): Promise<void> {
+    if (opts.full) this.probeFullWanted = true;
     if (this.probeQueued) return this.probeQueued;
     const step = this.probeChain.then(async () => {
       this.probeQueued = undefined;
       if (this.stopped) return;
+      const full = this.probeFullWanted;
+      this.probeFullWanted = false;
       const ips = this.probeIps();
       const key = ips.join(',');
-      if (key === this.probeSynced) return;
+      if (key === this.probeSynced && !full) return;
       try {
-        await this.effects.syncProbeSnat(ips);
+        await this.effects.syncProbeSnat(ips, full ? { full } : undefined);
         this.probeSynced = key;
         this.probeFailures = 0;
       } catch (err) {
