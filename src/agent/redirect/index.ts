@@ -27,6 +27,7 @@ export {
 export {
   applyRedirection,
   hostRunner,
+  freshApplyCommands,
   inspectRedirection,
   ipRouting,
   netnsRunner,
@@ -35,6 +36,7 @@ export {
   type CommandResult,
   type CommandRunner,
   type ExecOptions,
+  type RunnerSource,
   type RedirectionPlan,
   type RedirectionPresence,
 } from './exec.js';
@@ -47,6 +49,7 @@ export {
   HOST_PROBE_CHAIN,
   HOST_PROBE_NFT_TABLE,
   HostProbeError,
+  hostProbeSyncCommands,
   inspectHostProbeSnat,
   probeTargets,
   removeHostProbeSnat,
@@ -56,3 +59,4 @@ export {
   type HostProbeSyncOptions,
   type HostProbePresence,
 } from './host-probe.js';
+export { WarmPool } from './warm.js';

@@ -12,7 +12,7 @@
  * `RoutingTool` is the executor's seam (ExecOptions.routing): the real one here, the `ip`-process
  * one in exec.ts (for injected command runners), fakes in unit tests.
  */
-import { withRtnl, type FwmarkRule, type LocalDefaultRoute } from '../../sys/netlink.js';
+import { withRtnl, type FwmarkRule, type LocalDefaultRoute } from '../../sys/index.js';
 import type { IpFamily } from './config.js';
 import type { RoutingState } from './routes.js';
 
