@@ -41,8 +41,9 @@ const json = process.argv.includes('--json');
 const quick = process.argv.includes('--quick');
 /**
  * --threads N (default 1): proxy threads per node on both sides of the comparison — the agents'
- * AMBIT_PROXY_WORKERS (1 = the agent's main thread proxies, no worker threads) and haproxy's
- * nbthread. Like against like: the same number of event loops per node.
+ * AMBIT_PROXY_WORKERS (N worker threads carry the data path; the agent's main thread keeps
+ * enrolment, watches and config) and haproxy's nbthread. Like against like: the same number of
+ * event loops moving bytes per node.
  */
 const proxyThreads = (() => {
   const i = process.argv.indexOf('--threads');

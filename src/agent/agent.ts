@@ -94,7 +94,11 @@ export class Agent {
     readonly certs: CertificateManager,
     private readonly control: ControlLink,
     readonly proxy: MeshProxy,
-    /** the proxy's worker threads (--proxy-workers > 1); undefined: the main thread proxies */
+    /**
+     * the proxy's worker threads (--proxy-workers ≥ 1); undefined (0): the main thread proxies.
+     * Even one worker pays: the data path's buffers make V8 collect often, and a worker's heap holds
+     * only the proxy, while the main thread's holds the watches and the config as well.
+     */
     readonly workers: ProxyWorkerPool | undefined,
   ) {}
 
@@ -109,7 +113,7 @@ export class Agent {
     // The mesh: config and certificates from ambit-control. Never awaited here: enrolment (capture)
     // needs no control plane; connections wait for a certificate or use the last config held.
     const mesh = new MeshConfig({ log: log.child({ component: 'mesh-config' }) });
-    const workers = config.proxyWorkers > 1 ? await startWorkers(opts, redirect, mesh) : undefined;
+    const workers = config.proxyWorkers >= 1 ? await startWorkers(opts, redirect, mesh) : undefined;
     const control = ControlLink.start({
       node: config.nodeName,
       address: config.controlAddress,
@@ -417,7 +421,7 @@ async function startWorkers(opts: AgentOptions, redirect: RedirectConfig, mesh: 
     mesh: { certificateWaitMs: config.certWaitMs },
     resolve: (address) => mesh.resolve(address),
   }).catch((err: Error) => {
-    throw new Error(`${err.message}; --proxy-workers=1 runs the proxy on the main thread instead`, { cause: err });
+    throw new Error(`${err.message}; --proxy-workers=0 runs the proxy on the main thread instead`, { cause: err });
   });
   // Registered before any on-demand lookup waits on 'changed': a worker has the config before the
   // answer to its lookup reaches it.

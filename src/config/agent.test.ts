@@ -89,7 +89,7 @@ test('control plane settings: defaults follow the namespace; addresses and durat
   assert.equal(bad.errors.length, 5);
 });
 
-test('proxy workers: default the CPUs available (at least 1), a number or auto, checked', () => {
+test('proxy workers: default the CPUs available (at least 1), a number (0: the main thread proxies) or auto, checked', () => {
   const cpus = (n: number) => ({ cpus: n });
   const table: [Record<string, string>, string[], number, number | string][] = [
     [{}, [], 4, 4],
@@ -97,7 +97,8 @@ test('proxy workers: default the CPUs available (at least 1), a number or auto, 
     [{ AMBIT_PROXY_WORKERS: '2' }, [], 8, 2],
     [{ AMBIT_PROXY_WORKERS: '2' }, ['--proxy-workers=1'], 8, 1],
     [{}, ['--proxy-workers=auto'], 3, 3],
-    [{ AMBIT_PROXY_WORKERS: '0' }, [], 2, 'AMBIT_PROXY_WORKERS="0"'],
+    [{ AMBIT_PROXY_WORKERS: '0' }, [], 2, 0],
+    [{ AMBIT_PROXY_WORKERS: '-1' }, [], 2, 'AMBIT_PROXY_WORKERS="-1"'],
     [{}, ['--proxy-workers=1.5'], 2, '--proxy-workers="1.5"'],
     [{}, ['--proxy-workers=many'], 2, '--proxy-workers="many"'],
     [{}, ['--proxy-workers=1000'], 2, '--proxy-workers="1000"'],

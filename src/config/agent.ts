@@ -29,7 +29,7 @@
  * | --cert-ttl | AMBIT_CERT_TTL | 24h (asked of the CA, which never grants more than its own limit) |
  * | --cert-wait | AMBIT_CERT_WAIT | 5s (how long a connection waits for its pod's first certificate) |
  * | --drain | AMBIT_DRAIN | 8s (on SIGTERM, how long open connections may finish; below the pod's grace period) |
- * | --proxy-workers | AMBIT_PROXY_WORKERS | the CPUs available to the agent (worker threads of the proxy; 1 = no workers, the main thread proxies) |
+ * | --proxy-workers | AMBIT_PROXY_WORKERS | the CPUs available to the agent (worker threads of the proxy; 0 = none, the main thread proxies) |
  * | --debug-profiling | AMBIT_DEBUG_PROFILING | false (serve /debug/cpu-profile on the readiness port: CPU profiles of the agent's threads) |
  * | --log-level | AMBIT_LOG_LEVEL | info |
  */
@@ -132,8 +132,8 @@ export function parseAgentConfig(env: Readonly<Record<string, string | undefined
   const debugProfiling = r.boolean('debug-profiling', 'AMBIT_DEBUG_PROFILING', false);
   const workers = r.setting('proxy-workers', 'AMBIT_PROXY_WORKERS', 'auto');
   const proxyWorkers = workers.value === 'auto' ? Math.max(1, Math.min(MAX_PROXY_WORKERS, host.cpus)) : Number(workers.value);
-  if (!Number.isInteger(proxyWorkers) || proxyWorkers < 1 || proxyWorkers > MAX_PROXY_WORKERS || !/^(auto|\d+)$/.test(workers.value)) {
-    r.errors.push(`${workers.from}="${workers.value}" is not a number of proxy workers; use 1 to ${MAX_PROXY_WORKERS}, or auto (the CPUs available: ${host.cpus})`);
+  if (!Number.isInteger(proxyWorkers) || proxyWorkers < 0 || proxyWorkers > MAX_PROXY_WORKERS || !/^(auto|\d+)$/.test(workers.value)) {
+    r.errors.push(`${workers.from}="${workers.value}" is not a number of proxy workers; use 1 to ${MAX_PROXY_WORKERS}, 0 (the main thread proxies), or auto (the CPUs available: ${host.cpus})`);
   }
   const logLevel = r.logLevel();
   r.reportUnknownFlags();
