@@ -125,7 +125,16 @@ async function enrolledOn(nodeName: string): Promise<Array<{ name: string; state
 }
 
 async function clientCurl(url: string): Promise<string> {
-  return k.ok(['exec', '-n', NS, 'client', '--', 'curl', '-sS', '--max-time', '5', url], { timeoutMs: 30_000 });
+  const r = await k.run(['exec', '-n', NS, 'client', '--', 'curl', '-sS', '--max-time', '5', url], { timeoutMs: 30_000 });
+  if (r.code === 0) return r.stdout;
+  // What the agents said about it: the line that explains a reset is in one of their logs.
+  await sleep(1500); // (their lines are written in batches, at least every second)
+  const logs: string[] = [];
+  for (const n of ['node-1', 'node-2']) {
+    const pod = (await k.run(['get', 'pods', '-n', 'ambit-system', '-l', 'app=ambit-agent', '--field-selector', `spec.nodeName=${n}`, '-o', 'jsonpath={.items[0].metadata.name}'])).stdout.trim();
+    if (pod) logs.push(`--- ${n} agent:\n${(await k.run(['logs', '-n', 'ambit-system', pod, '--tail=25'])).stdout}`);
+  }
+  throw new Error(`curl ${url} from the client exited ${r.code}: ${r.stderr}\n${logs.join('\n')}`);
 }
 
 before(async () => {

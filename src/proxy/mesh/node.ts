@@ -299,9 +299,17 @@ class PodTunnelServer {
   private async start(): Promise<HboneServer> {
     const { credentials, view, log } = this.mesh;
     const pod = `${this.pod.namespace}/${this.pod.name}`;
+    const t0 = Date.now();
     let last = await credentials.get(this.pod.uid, this.mesh.certificateWaitMs).catch((err: Error) => {
       throw new Error(`pod ${pod} has no workload certificate yet (${err.message}) — is ambit-control reachable from the agent?`, { cause: err });
     });
+    // The certificate and the trust bundle come by different ways (a CSR; the pushed config), so
+    // right after the agent starts one may be here without the other. Without the bundle every
+    // client certificate would be refused (SELF_SIGNED_CERT_IN_CHAIN) and the caller's connection
+    // reset: the socket waits for it instead, within the same bound.
+    if (!(await waitUntilTrue(() => view.trustRoots().length > 0, Math.max(0, this.mesh.certificateWaitMs - (Date.now() - t0))))) {
+      throw new Error(`pod ${pod} has no trust bundle yet (no config from ambit-control) to verify HBONE clients with — is ambit-control reachable from the agent?`);
+    }
     const podLog = log.child({ component: 'hbone-server', pod });
     const server = new HboneServer({
       // Read at every handshake. A pod whose certificate was dropped keeps presenting the last one
@@ -388,6 +396,16 @@ class PodTunnelServer {
 
   /** ids of this server's tunnels that are open (their close is then a close, not a refusal) */
   private readonly opened = new Set<number>();
+}
+
+/** Polls `cond` every 50 ms for up to `ms`; true as soon as it holds. */
+async function waitUntilTrue(cond: () => boolean, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() >= end) return false;
+    await new Promise((resolve) => setTimeout(resolve, Math.min(50, Math.max(1, end - Date.now()))));
+  }
+  return true;
 }
 
 /**
