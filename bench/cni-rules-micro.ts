@@ -18,7 +18,7 @@
  * Usage: node dist/bench/cni-rules-micro.js [--json]
  * Knobs: BENCH_ROUNDS (40, at most 200), BENCH_FAMILIES ("4", or "4,6"), BENCH_BALLAST_MB (150).
  */
-import { spawnSync } from 'node:child_process';
+import { TestNetns } from '../src/sys/testing.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -40,24 +40,9 @@ interface Sample {
   blocked: number;
 }
 
-const created: string[] = [];
-
-function sh(args: string[]): void {
-  const r = spawnSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr}`);
-}
-
-function addNamespace(name: string): string {
-  spawnSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
-  sh(['netns', 'add', name]);
-  created.push(name);
-  sh(['-n', name, 'link', 'set', 'lo', 'up']); // as the runtime leaves it before CNI ADD
-  return `/var/run/netns/${name}`;
-}
-
-function cleanup(): void {
-  for (const name of created.splice(0)) spawnSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
-}
+const netns = new TestNetns();
+const addNamespace = (name: string): string => netns.add(name); // lo up, as the runtime leaves it before CNI ADD
+const cleanup = (): void => netns.deleteAll();
 
 /** The tool, with the time of its writes and the part of each that ran before the promise returned. */
 function timed(tool: RoutingTool, sample: Partial<Sample>): RoutingTool {

@@ -29,7 +29,8 @@
  *        BENCH_BACKEND (iptables-nft | iptables-legacy | nft), BENCH_PODS (30: pods already in the
  *        node's probe set), BENCH_LOAD (0: busy-loop processes to run meanwhile, killed at the end).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { run, TestNetns } from '../src/sys/testing.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -59,27 +60,19 @@ type ApplySide = 'cold' | 'warm';
 type ProbeSide = 'save+restore' | 'change cold' | 'change warm' | 'whole warm';
 const PROBE_SIDES: readonly ProbeSide[] = ['save+restore', 'change cold', 'change warm', 'whole warm'];
 
-const created: string[] = [];
+const netns = new TestNetns();
 const burners: ChildProcess[] = [];
 
+/** `ip <args>`, failing with its stderr. */
 function sh(args: string[], input?: string): void {
-  const r = spawnSync('ip', args, { input, stdio: ['pipe', 'ignore', 'pipe'], encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr}`);
+  run('ip', args, input);
 }
 
-function addNamespace(name: string): string {
-  spawnSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
-  sh(['netns', 'add', name]);
-  created.push(name);
-  sh(['-n', name, 'link', 'set', 'lo', 'up']); // as the runtime leaves it before CNI ADD
-  return `/var/run/netns/${name}`;
-}
+const addNamespace = (name: string): string => netns.add(name); // lo up, as the runtime leaves it before CNI ADD
 
-function deleteNamespaces(keep: string[] = []): void {
-  for (const name of created.splice(0)) {
-    if (keep.includes(name)) created.push(name);
-    else spawnSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
-  }
+/** Deletes the namespaces made so far, but those in `keep`. */
+function deleteNamespaces(keep: readonly string[] = []): void {
+  for (const name of netns.names) if (!keep.includes(name)) netns.delete(name);
 }
 
 function cleanup(): void {
@@ -220,7 +213,7 @@ async function main(): Promise<void> {
   try {
     if (!(await pool.whenFull(10_000))) throw new Error('the warm pool did not fill within 10 s');
     const nodes = new Map(probeSides.map((side) => [side, probeNode(side, pool)] as const));
-    const keep = [...created];
+    const keep = [...netns.names];
     for (const node of nodes.values()) {
       // the agent's start: a full sync puts our jump in place (and is remembered for that runner)
       await syncHostProbeSnat(podIps(PODS), { backend: BACKEND, config: CONFIG, run: node.run, lockFile });

@@ -12,13 +12,14 @@
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { redirectConfig } from './config.js';
 import type { Backend } from './detect.js';
 import { applyRedirection, inspectRedirection, ipRouting, netnsRunner, removeRedirection } from './exec.js';
+import { packetFilterSnapshot } from './testing.js';
+import { inNs, run, TestNetns } from '../../sys/testing.js';
 
 const IS_ROOT = process.getuid?.() === 0;
 const NOT_ROOT_REASON = 'NOT RUN: redirection tests need root (netns, iptables, nft); CI runs them as root';
@@ -27,50 +28,22 @@ if (!IS_ROOT) console.warn(`\n*** src/agent/redirect/fresh.netns.test: ${NOT_ROO
 const BACKENDS: Backend[] = ['iptables-legacy', 'iptables-nft', 'nft'];
 const PREFIX = `ambit-fresh-${process.pid}`;
 const CONFIG = redirectConfig({ families: [4, 6] });
-const created: string[] = [];
+const netns = new TestNetns();
 const LOCK_DIR = IS_ROOT ? mkdtempSync(join(tmpdir(), 'ambit-fresh-')) : '';
-
-function run(cmd: string, args: string[]): string {
-  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] });
-}
-
-function addNamespace(name: string): string {
-  spawnSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
-  run('ip', ['netns', 'add', name]);
-  created.push(name);
-  run('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
-  return `/var/run/netns/${name}`;
-}
 
 /** Everything a redirection can change, comparable across netns (counters dropped). */
 function snapshot(name: string): Record<string, string> {
-  const inNs = (...argv: string[]) => run('ip', ['netns', 'exec', name, ...argv]);
-  const clean = (s: string) =>
-    s
-      .split('\n')
-      .filter((l) => !l.startsWith('#'))
-      .map((l) => l.replace(/\[\d+:\d+\]/g, '[]').replace(/counter packets \d+ bytes \d+/g, 'counter'))
-      // nft prints iptables-nft's REDIRECT target translated or not, varying between netns with
-      // equal rules (the iptables-nft-save text compared below is the same)
-      .map((l) => l.replace(/counter redirect to :\d+$/, 'counter '))
-      .join('\n');
-  // Tables in creation order; the two families' restores run side by side, so their order varies.
-  const tables = (text: string) => (text.match(/^table [\s\S]*?^\}$/gm) ?? []).sort().join('\n');
   return {
-    nft: tables(clean(inNs('nft', 'list', 'ruleset'))),
-    legacy4: clean(inNs('iptables-legacy-save')),
-    legacy6: clean(inNs('ip6tables-legacy-save')),
-    iptnft4: clean(inNs('iptables-nft-save')),
-    iptnft6: clean(inNs('ip6tables-nft-save')),
-    rules4: inNs('ip', '-4', 'rule', 'show'),
-    rules6: inNs('ip', '-6', 'rule', 'show'),
-    routes: inNs('ip', '-4', 'route', 'show', 'table', 'all') + inNs('ip', '-6', 'route', 'show', 'table', 'all'),
+    ...packetFilterSnapshot(name),
+    rules4: inNs(name, 'ip', '-4', 'rule', 'show'),
+    rules6: inNs(name, 'ip', '-6', 'rule', 'show'),
+    routes: inNs(name, 'ip', '-4', 'route', 'show', 'table', 'all') + inNs(name, 'ip', '-6', 'route', 'show', 'table', 'all'),
   };
 }
 
 describe('fast apply in a fresh netns (root)', { skip: IS_ROOT ? false : NOT_ROOT_REASON }, () => {
   after(() => {
-    for (const name of created) spawnSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
+    netns.deleteAll();
     rmSync(LOCK_DIR, { recursive: true, force: true });
   });
 
@@ -78,8 +51,8 @@ describe('fast apply in a fresh netns (root)', { skip: IS_ROOT ? false : NOT_ROO
     test(`${backend}: the fast apply equals the full one, is idempotent, and removal restores the netns`, async () => {
       const full = `${PREFIX}-full-${backend}`;
       const fast = `${PREFIX}-fast-${backend}`;
-      const fullPath = addNamespace(full);
-      const fastPath = addNamespace(fast);
+      const fullPath = netns.add(full);
+      const fastPath = netns.add(fast);
       const empty = snapshot(fast);
 
       await applyRedirection(fullPath, { backend, config: CONFIG }, { lockDir: LOCK_DIR });
@@ -104,8 +77,8 @@ describe('fast apply in a fresh netns (root)', { skip: IS_ROOT ? false : NOT_ROO
   test('the netlink routing leaves what the ip routing left, and each removal undoes the other', async () => {
     const viaIp = `${PREFIX}-ip`;
     const viaNl = `${PREFIX}-nl`;
-    const ipPath = addNamespace(viaIp);
-    const nlPath = addNamespace(viaNl);
+    const ipPath = netns.add(viaIp);
+    const nlPath = netns.add(viaNl);
     const ip = (path: string) => ({ lockDir: LOCK_DIR, routing: ipRouting(netnsRunner(path)) });
     const details = (name: string) =>
       ['-4', '-6'].map((f) => run('ip', ['-d', '-n', name, f, 'rule', 'show']) + run('ip', ['-d', '-n', name, f, 'route', 'show', 'table', 'all'])).join('');
@@ -124,7 +97,7 @@ describe('fast apply in a fresh netns (root)', { skip: IS_ROOT ? false : NOT_ROO
   });
 
   test("a fast apply over another backend's rules falls back to the full apply and removes them", async () => {
-    const path = addNamespace(`${PREFIX}-switch`);
+    const path = netns.add(`${PREFIX}-switch`);
     await applyRedirection(path, { backend: 'iptables-nft', config: CONFIG }, { lockDir: LOCK_DIR });
     await applyRedirection(path, { backend: 'iptables-legacy', config: CONFIG }, { lockDir: LOCK_DIR, freshNetns: true });
     const presence = await inspectRedirection(path, CONFIG, { lockDir: LOCK_DIR });

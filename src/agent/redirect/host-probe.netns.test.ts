@@ -32,7 +32,6 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -45,6 +44,7 @@ import type { CommandRunner } from './exec.js';
 import { type HostProbeOptions, hostProbeSyncCommands, inspectHostProbeSnat, removeHostProbeSnat, syncHostProbeSnat } from './host-probe.js';
 import { WarmPool } from './warm.js';
 import { canonicalIptables } from './iptables.js';
+import { inNs, run, TestNetns } from '../../sys/testing.js';
 
 const IS_ROOT = process.getuid?.() === 0;
 const NOT_ROOT_REASON = 'NOT RUN: probe SNAT tests need root (netns, iptables, nft); CI runs them as root';
@@ -58,30 +58,10 @@ const TIMEOUT = 5_000;
 const POD = { 4: '10.214.1.2', 6: 'fd00:214:1::2' } as const;
 const NODE_TO_POD = { 4: '10.214.1.1', 6: 'fd00:214:1::1' } as const;
 const CLI = { 4: '10.214.2.2', 6: 'fd00:214:2::2' } as const;
-const created = new Set<string>();
+const netns = new TestNetns();
 const TMP = IS_ROOT ? mkdtempSync(join(tmpdir(), 'ambit-probe-')) : '';
 const LOCK_FILE = join(TMP, 'xtables.lock'); // legacy's lock: never the host's /run/xtables.lock in tests
 
-function run(cmd: string, args: string[], input?: string): string {
-  return execFileSync(cmd, args, { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'] });
-}
-
-function inNs(name: string, cmd: string, ...args: string[]): string {
-  return run('ip', ['netns', 'exec', name, cmd, ...args]);
-}
-
-function addNamespace(name: string): string {
-  spawnSync('ip', ['netns', 'del', name], { stdio: 'ignore' }); // a leftover of an earlier run with this pid
-  run('ip', ['netns', 'add', name]);
-  created.add(name);
-  run('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
-  return `/var/run/netns/${name}`;
-}
-
-function deleteNamespace(name: string): void {
-  spawnSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
-  created.delete(name);
-}
 
 function hostOpts(nodeNs: string, backend: Backend): HostProbeOptions {
   return { backend, config: CONFIG, run: netnsRunner(`/var/run/netns/${nodeNs}`), lockFile: LOCK_FILE };
@@ -139,10 +119,10 @@ async function topology(tag: string): Promise<Topology> {
   const close = () => {
     for (const s of servers) s.close();
     for (const h of handles) h.close();
-    for (const n of [node, pod, cli]) deleteNamespace(n);
+    for (const n of [node, pod, cli]) netns.delete(n);
   };
   try {
-    for (const n of [node, pod, cli]) addNamespace(n);
+    for (const n of [node, pod, cli]) netns.add(n);
     // Veths are created inside the node netns with the peer moved out: nothing on the host.
     run('ip', ['-n', node, 'link', 'add', 'vpod', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', pod]);
     run('ip', ['-n', node, 'link', 'add', 'vcli', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', cli]);
@@ -201,7 +181,7 @@ async function ask(ns: NetnsHandle, family: 4 | 6, host: string, port = 8080): P
 
 describe('node probe SNAT (root)', { skip: IS_ROOT ? false : NOT_ROOT_REASON }, () => {
   after(() => {
-    for (const name of [...created]) deleteNamespace(name);
+    netns.deleteAll();
     rmSync(TMP, { recursive: true, force: true });
   });
 
@@ -281,8 +261,8 @@ describe('node probe SNAT (root)', { skip: IS_ROOT ? false : NOT_ROOT_REASON }, 
       const pool = new WarmPool({ commands: hostProbeSyncCommands(backend, [4, 6]), size: 1 });
       const mode = backend === 'iptables-legacy' ? 'legacy' : 'nft';
       try {
-        const fastPath = addNamespace(fastNode);
-        addNamespace(fullNode);
+        const fastPath = netns.add(fastNode);
+        netns.add(fullNode);
         for (const n of [fastNode, fullNode]) addKubeProxyRules(n, backend);
         const calls: string[] = [];
         const warmRun = pool.runner(fastPath);
@@ -365,15 +345,15 @@ describe('node probe SNAT (root)', { skip: IS_ROOT ? false : NOT_ROOT_REASON }, 
         same('after removal');
       } finally {
         await pool.close();
-        deleteNamespace(fastNode);
-        deleteNamespace(fullNode);
+        netns.delete(fastNode);
+        netns.delete(fullNode);
       }
     });
   }
 
   test('switching backend leaves only the new one; on a fresh node removal leaves nothing', async () => {
     const node = `${PREFIX}-switch`;
-    addNamespace(node);
+    netns.add(node);
     try {
       const canonical = () => ({
         nft: inNs(node, 'nft', 'list', 'ruleset'),
@@ -396,7 +376,7 @@ describe('node probe SNAT (root)', { skip: IS_ROOT ? false : NOT_ROOT_REASON }, 
       // Legacy keeps the (now empty) nat tables it instantiated; nothing a packet sees.
       assert.deepEqual(canonical(), fresh);
     } finally {
-      deleteNamespace(node);
+      netns.delete(node);
     }
   });
 });

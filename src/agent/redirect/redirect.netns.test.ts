@@ -19,7 +19,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,6 +28,7 @@ import { redirectConfig } from './config.js';
 import type { Backend } from './detect.js';
 import { applyRedirection as applyIn, inspectRedirection as inspectIn, removeRedirection as removeIn, type RedirectionPlan } from './exec.js';
 import { canonicalIptables } from './iptables.js';
+import { inNs, run, TestNetns } from '../../sys/testing.js';
 
 const IS_ROOT = process.getuid?.() === 0;
 const NOT_ROOT_REASON = 'NOT RUN: redirection tests need root (netns, iptables, nft); CI runs them as root';
@@ -38,28 +38,12 @@ const BACKENDS: Backend[] = ['iptables-legacy', 'iptables-nft', 'nft'];
 const PREFIX = `ambit-rules-${process.pid}`;
 const CONFIG = redirectConfig({ families: [4, 6] });
 const TIMEOUT = 10_000;
-const created: string[] = [];
+const netns = new TestNetns();
 // The legacy backend's per-pod lock files go here, not to the agent's /var/run/ambit on the host.
 const LOCK_DIR = IS_ROOT ? mkdtempSync(join(tmpdir(), 'ambit-rules-')) : '';
 const applyRedirection = (path: string, plan: RedirectionPlan) => applyIn(path, plan, { lockDir: LOCK_DIR });
 const removeRedirection = (path: string, config = CONFIG) => removeIn(path, config, { lockDir: LOCK_DIR });
 const inspectRedirection = (path: string, config = CONFIG) => inspectIn(path, config, { lockDir: LOCK_DIR });
-
-function run(cmd: string, args: string[], input?: string): string {
-  return execFileSync(cmd, args, { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'] });
-}
-
-function addNamespace(name: string): string {
-  spawnSync('ip', ['netns', 'del', name], { stdio: 'ignore' }); // a leftover of an earlier run with this pid
-  run('ip', ['netns', 'add', name]);
-  created.push(name);
-  run('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
-  return `/var/run/netns/${name}`;
-}
-
-function inNs(name: string, cmd: string, ...args: string[]): string {
-  return run('ip', ['netns', 'exec', name, cmd, ...args]);
-}
 
 /**
  * Everything of the pod's packet path that a redirection could change, as comparable text. With
@@ -97,7 +81,7 @@ function addForeignRules(name: string, backend: Backend): void {
 
 describe('redirection executor (root)', { skip: IS_ROOT ? false : NOT_ROOT_REASON }, () => {
   after(() => {
-    for (const name of created) spawnSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
+    netns.deleteAll();
     rmSync(LOCK_DIR, { recursive: true, force: true });
   });
 
@@ -109,7 +93,7 @@ describe('redirection executor (root)', { skip: IS_ROOT ? false : NOT_ROOT_REASO
     for (const foreign of [false, true]) {
       test(`${backend}${foreign ? ', next to foreign rules' : ''}: apply is idempotent and removal restores the ruleset`, async () => {
         const name = `${PREFIX}-${foreign ? 'f' : 'e'}-${backend}`;
-        const path = addNamespace(name);
+        const path = netns.add(name);
         if (foreign) addForeignRules(name, backend);
         const exactNft = !(foreign && backend === 'iptables-nft');
         const before = snapshot(name, exactNft);
@@ -137,7 +121,7 @@ describe('redirection executor (root)', { skip: IS_ROOT ? false : NOT_ROOT_REASO
   }
 
   test('switching backend removes the previous backend\'s rules', async () => {
-    const path = addNamespace(`${PREFIX}-switch`);
+    const path = netns.add(`${PREFIX}-switch`);
     await applyRedirection(path, { backend: 'iptables-legacy', config: CONFIG });
     await applyRedirection(path, { backend: 'nft', config: CONFIG });
     const presence = await inspectRedirection(path, CONFIG);
@@ -153,8 +137,8 @@ describe('redirection executor (root)', { skip: IS_ROOT ? false : NOT_ROOT_REASO
     const servers: net.Server[] = [];
 
     before(() => {
-      addNamespace(pod);
-      addNamespace(peer);
+      netns.add(pod);
+      netns.add(peer);
       // The veth is created inside the pod netns and one end moved to the peer: nothing on the host.
       run('ip', ['-n', pod, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', peer]);
       for (const [ns, four, six] of [

@@ -11,7 +11,6 @@
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +18,8 @@ import { redirectConfig } from './config.js';
 import type { Backend } from './detect.js';
 import { applyRedirection, freshApplyCommands, netnsRunner, removeRedirection } from './exec.js';
 import { WarmPool } from './warm.js';
+import { packetFilterSnapshot } from './testing.js';
+import { run, TestNetns } from '../../sys/testing.js';
 
 const IS_ROOT = process.getuid?.() === 0;
 const NOT_ROOT_REASON = 'NOT RUN: warm process tests need root (netns, iptables, nft); CI runs them as root';
@@ -28,40 +29,10 @@ const BACKENDS: Backend[] = ['iptables-legacy', 'iptables-nft', 'nft'];
 const PREFIX = `ambit-warm-${process.pid}`;
 const CONFIG = redirectConfig({ families: [4, 6] });
 const TIMEOUT = 5_000;
-const created: string[] = [];
+const netns = new TestNetns();
 const TMP = IS_ROOT ? mkdtempSync(join(tmpdir(), 'ambit-warm-')) : '';
 
-function run(cmd: string, args: string[]): string {
-  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] });
-}
-
-function addNamespace(name: string): string {
-  spawnSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
-  run('ip', ['netns', 'add', name]);
-  created.push(name);
-  run('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
-  return `/var/run/netns/${name}`;
-}
-
-/** The packet-filter state of a netns, comparable across netns (counters dropped, nft tables sorted). */
-function snapshot(name: string): Record<string, string> {
-  const inNs = (...argv: string[]) => run('ip', ['netns', 'exec', name, ...argv]);
-  const clean = (s: string) =>
-    s
-      .split('\n')
-      .filter((l) => !l.startsWith('#'))
-      .map((l) => l.replace(/\[\d+:\d+\]/g, '[]').replace(/counter packets \d+ bytes \d+/g, 'counter'))
-      .map((l) => l.replace(/counter redirect to :\d+$/, 'counter ')) // see fresh.netns.test.ts
-      .join('\n');
-  const tables = (text: string) => (text.match(/^table [\s\S]*?^\}$/gm) ?? []).sort().join('\n');
-  return {
-    nft: tables(clean(inNs('nft', 'list', 'ruleset'))),
-    legacy4: clean(inNs('iptables-legacy-save')),
-    legacy6: clean(inNs('ip6tables-legacy-save')),
-    iptnft4: clean(inNs('iptables-nft-save')),
-    iptnft6: clean(inNs('ip6tables-nft-save')),
-  };
-}
+const snapshot = packetFilterSnapshot;
 
 /** PIDs of this process's children (the main thread spawns every one). */
 function children(): number[] {
@@ -79,7 +50,7 @@ async function until(what: string, cond: () => boolean): Promise<void> {
 
 describe('warm processes (root)', { skip: IS_ROOT ? false : NOT_ROOT_REASON }, () => {
   after(() => {
-    for (const name of created) spawnSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
+    netns.deleteAll();
     rmSync(TMP, { recursive: true, force: true });
   });
 
@@ -89,8 +60,8 @@ describe('warm processes (root)', { skip: IS_ROOT ? false : NOT_ROOT_REASON }, (
       const lockDir = join(TMP, backend);
       try {
         assert.ok(await pool.whenFull(TIMEOUT), 'the pool did not fill');
-        const coldPath = addNamespace(`${PREFIX}-cold-${backend}`);
-        const warmPath = addNamespace(`${PREFIX}-warm-${backend}`);
+        const coldPath = netns.add(`${PREFIX}-cold-${backend}`);
+        const warmPath = netns.add(`${PREFIX}-warm-${backend}`);
         await applyRedirection(coldPath, { backend, config: CONFIG }, { lockDir, freshNetns: true });
         await applyRedirection(warmPath, { backend, config: CONFIG }, { lockDir, freshNetns: true, warm: pool });
         assert.deepEqual(snapshot(`${PREFIX}-warm-${backend}`), snapshot(`${PREFIX}-cold-${backend}`));
@@ -112,7 +83,7 @@ describe('warm processes (root)', { skip: IS_ROOT ? false : NOT_ROOT_REASON }, (
   }
 
   test("the rules after the protocol's lines reach the tool whole", async () => {
-    const path = addNamespace(`${PREFIX}-big`);
+    const path = netns.add(`${PREFIX}-big`);
     const restore = ['iptables-nft-restore', '--noflush'];
     const pool = new WarmPool({ commands: [restore], size: 1 });
     try {
@@ -134,7 +105,7 @@ describe('warm processes (root)', { skip: IS_ROOT ? false : NOT_ROOT_REASON }, (
   });
 
   test("the tool's exit code and stderr come back as a spawn's do; line 2 is legacy's lock file", async () => {
-    const path = addNamespace(`${PREFIX}-errors`);
+    const path = netns.add(`${PREFIX}-errors`);
     const nft = ['iptables-nft-restore', '--noflush'];
     const legacy = ['iptables-legacy-restore', '--noflush', '--wait', '10'];
     const pool = new WarmPool({ commands: [nft, legacy], size: 2 });
@@ -163,7 +134,7 @@ describe('warm processes (root)', { skip: IS_ROOT ? false : NOT_ROOT_REASON }, (
   });
 
   test('the pool refills after use, and close leaves no child process behind', async () => {
-    const path = addNamespace(`${PREFIX}-life`);
+    const path = netns.add(`${PREFIX}-life`);
     const commands = freshApplyCommands('iptables-nft', [4, 6]);
     const pool = new WarmPool({ commands, size: 2 });
     assert.ok(await pool.whenFull(TIMEOUT));
