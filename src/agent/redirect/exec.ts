@@ -170,7 +170,9 @@ async function applyFresh(tools: Tools, plan: RedirectionPlan): Promise<boolean>
     if (isRoutingExists(err)) return false;
     throw err;
   }
-  if (backend === 'nft') await tools.nft(buildNftables(config));
+  // Our ip rule was not there, so neither is anything else of ours (see ExecOptions.freshNetns):
+  // the nft table is only added, not replaced.
+  if (backend === 'nft') await tools.nft(buildNftables(config, { fresh: true }));
   else await Promise.all(config.families.map((family) => tools.iptablesRestore(backend, family, buildIptables(config, family))));
   return true;
 }

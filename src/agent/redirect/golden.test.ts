@@ -63,4 +63,7 @@ test('nft apply (v4, v6, dual stack) and removal', () => {
   golden('nft-v6.nft', buildNftables(v6));
   golden('nft-dual.nft', buildNftables(dual));
   golden('nft-remove.nft', buildNftablesRemoval());
+  // a fresh netns: the same table, without replacing one (nothing to replace)
+  assert.equal(buildNftables(dual, { fresh: true }), buildNftables(dual).replace(buildNftablesRemoval(), ''));
+  assert.doesNotMatch(buildNftables(v4, { fresh: true }), /delete table/);
 });
