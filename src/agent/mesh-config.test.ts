@@ -7,7 +7,7 @@ import { fixtureService, fixtureSnapshot, fixtureWorkload } from '../api/fixture
 import type { AuthorizationPolicy, Endpoint, NodeSnapshot, PeerAuthentication, PeerWorkload, Service } from '../api/types.js';
 import { acceptUpdate, buildIndex, MeshConfig, normalizeIp } from './mesh-config.js';
 
-const web1 = fixtureWorkload('w1', 'n1', { name: 'web-1', ips: ['10.244.1.5', 'fd00:244:1::5'] });
+const web1 = fixtureWorkload('w1', 'n1', { name: 'web-1', ips: ['10.244.1.5', 'fd00:244:1::5'], services: ['shop/api'] });
 const db1 = fixtureWorkload('w2', 'n1', { name: 'db-1', namespace: 'data', serviceAccount: 'db', ips: ['10.244.1.6'], enrolled: false });
 const peer: PeerWorkload = { uid: 'p1', ips: ['10.244.2.7'], node: 'n2', identity: 'spiffe://cluster.local/ns/shop/sa/api', enrolled: true, workload: 'api' };
 const oddPeer: PeerWorkload = { uid: 'p2', ips: ['10.244.2.8'], node: 'n2', identity: 'spiffe://cluster.local/custom/path', enrolled: true };
@@ -55,6 +55,7 @@ test('index: workloads by IP (this node and peers), by uid; IPv4-mapped and uppe
   assert.equal(ix.workloadByUid('p1')?.identity, 'spiffe://cluster.local/ns/shop/sa/api');
   assert.deepEqual(ix.localWorkloads.map((w) => w.uid), ['w1', 'w2']);
   assert.deepEqual(ix.workloadByIp('10.244.1.5')?.labels, { app: 'web' }, 'labels of local pods, for policy selectors');
+  assert.deepEqual(ix.workloadByIp('10.244.1.5')?.services, ['shop/api'], 'Services of local pods, for policies that target a Service');
   assert.equal(ix.workloadByIp('10.244.2.7')?.workload, 'api', "a peer's workload name, for telemetry");
   assert.equal(ix.workloadByIp('10.244.2.8')?.workload, undefined, 'absent from an older control plane');
 });

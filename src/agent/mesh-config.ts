@@ -42,6 +42,7 @@ import {
 } from '../api/types.js';
 import { parseSpiffeId } from '../identity/spiffe.js';
 import { buildDnsIndex, type DnsIndex } from '../proxy/dns/resolve.js';
+import type { WorkloadInfo as ProxyWorkloadInfo } from '../proxy/mesh/view.js';
 import { resourceProblems, trustProblems } from './mesh-validate.js';
 
 // ------------------------------------------------------------------------------------------------
@@ -134,22 +135,13 @@ function sortRecord<T>(m: Map<string, T>): Record<string, T> {
 // ------------------------------------------------------------------------------------------------
 // Indexes (pure)
 
-/** Who is behind a pod IP: a workload of this node or a peer on another node. */
-export interface WorkloadInfo {
-  uid: string;
-  identity: string;
-  enrolled: boolean;
-  node: string;
+/**
+ * Who is behind a pod IP: a workload of this node or a peer on another node. The proxy's
+ * WorkloadInfo (what its handlers read, e.g. `services` for policies that target a Service) plus
+ * what the agent's index keeps.
+ */
+export interface WorkloadInfo extends ProxyWorkloadInfo {
   ips: readonly string[];
-  /** from the Workload, or from the SPIFFE ID for a peer */
-  namespace?: string;
-  /** only known for workloads of this node */
-  name?: string;
-  serviceAccount?: string;
-  /** only known for workloads of this node (policy selectors) */
-  labels?: Record<string, string>;
-  /** Istio's workload name for a peer, as the control plane computed it (src/state/workload-name.ts) */
-  workload?: string;
   /** the full record when the pod runs on this node */
   local?: Workload;
 }
@@ -211,7 +203,7 @@ export class MeshIndex {
     this.#services = Object.values(snapshot.services);
 
     // This node's workloads first: when an IP appears twice (a reused address not yet cleaned up), the local pod wins.
-    for (const w of this.localWorkloads) this.#addWorkload({ uid: w.uid, identity: w.identity, enrolled: w.enrolled, node: w.node, ips: w.ips, namespace: w.namespace, name: w.name, serviceAccount: w.serviceAccount, labels: w.labels, local: w });
+    for (const w of this.localWorkloads) this.#addWorkload({ uid: w.uid, identity: w.identity, enrolled: w.enrolled, node: w.node, ips: w.ips, namespace: w.namespace, name: w.name, serviceAccount: w.serviceAccount, labels: w.labels, services: w.services, local: w });
     for (const p of Object.values(snapshot.peers)) {
       const id = parseSpiffeId(p.identity);
       const info: WorkloadInfo = { uid: p.uid, identity: p.identity, enrolled: p.enrolled, node: p.node, ips: p.ips };
