@@ -14,11 +14,11 @@
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
 import { parseIpJson, type IpRoute, type IpRule } from '../agent/redirect/routes.js';
 import { currentNetnsId, openNetns } from './netns.js';
 import { NetlinkError, withRtnl, type FwmarkRule, type LocalDefaultRoute } from './netlink.js';
 import type { IpFamily } from './sockaddr.js';
+import { run, TestNetns } from './testing.js';
 
 const IS_ROOT = process.getuid?.() === 0;
 const NOT_ROOT_REASON = 'NOT RUN: netlink tests need root (netns, CAP_NET_ADMIN); CI runs them as root';
@@ -26,21 +26,14 @@ if (!IS_ROOT) console.warn(`\n*** src/sys/netlink.netns.test: ${NOT_ROOT_REASON}
 
 const PREFIX = `ambit-nl-${process.pid}`;
 const FAMILIES: IpFamily[] = [4, 6];
-const created: string[] = [];
+const netns = new TestNetns();
 
 const rule = (family: IpFamily): FwmarkRule => ({ family, priority: 32764, fwmark: 0x111, fwmask: 0xfff, table: 100 });
 const route = (family: IpFamily): LocalDefaultRoute => ({ family, table: 100 });
 
-function run(cmd: string, args: string[]): string {
-  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
 function addNamespace(suffix: string, loUp = true): string {
   const name = `${PREFIX}-${suffix}`;
-  spawnSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
-  run('ip', ['netns', 'add', name]);
-  created.push(name);
-  if (loUp) run('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
+  netns.add(name, { loUp });
   return name;
 }
 
@@ -71,7 +64,7 @@ function pick<T extends object>(o: T, keys: (keyof T)[]): T {
 
 describe('rtnetlink in a netns (root)', { skip: IS_ROOT ? false : NOT_ROOT_REASON }, () => {
   after(() => {
-    for (const name of created) spawnSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
+    netns.deleteAll();
   });
 
   test('rule and route equal what `ip rule add` / `ip route replace` make; a second add is EEXIST; delete restores', () => {

@@ -21,7 +21,7 @@ import { AF_INET, AF_INET6, SOCK_CLOEXEC, SOL_SOCKET } from './constants.js';
 import { errnoName, SysError, sysError } from './errors.js';
 import { lastErrno, libc } from './native.js';
 import { inNetns, openNetns, type NetnsHandle } from './netns.js';
-import type { IpFamily } from './sockaddr.js';
+import { formatIPv4, formatIPv6 as formatIPv6Bytes, type IpFamily } from './sockaddr.js';
 
 // ---------------------------------------------------------------- constants (uapi)
 
@@ -364,45 +364,14 @@ export function cHex(value: number): string {
 /** An address with its prefix length, the length left out when it covers the whole address (as ip). */
 function prefix(family: number, addr: Buffer | undefined, length: number): string {
   if (addr === undefined) return `?/${length}`;
-  const text = family === AF_INET6 ? formatIPv6(addr) : [...addr].join('.');
+  const text = family === AF_INET6 ? formatIPv6(addr) : formatIPv4(addr);
   return length === addr.length * 8 ? text : `${text}/${length}`;
 }
 
-/**
- * IPv6 text as inet_ntop (glibc) writes it: lowercase, the longest run (the first of equals) of at
- * least two zero groups as `::`, and a trailing IPv4 for ::a.b.c.d and ::ffff:a.b.c.d.
- */
+/** 16 bytes as IPv6 text, as inet_ntop writes it (sockaddr.ts's formatter, which ip's agrees with). */
 export function formatIPv6(addr: Buffer): string {
   if (addr.length !== 16) throw new Error(`an IPv6 address has 16 bytes, got ${addr.length}`);
-  const words = Array.from({ length: 8 }, (_, i) => addr.readUInt16BE(i * 2));
-  let best = { base: -1, len: 0 };
-  for (let i = 0; i < 8; ) {
-    if (words[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && words[j] === 0) j++;
-    if (j - i > best.len) best = { base: i, len: j - i };
-    i = j;
-  }
-  if (best.len < 2) best = { base: -1, len: 0 };
-  const v4Tail = best.base === 0 && (best.len === 6 || (best.len === 5 && words[5] === 0xffff));
-  let out = '';
-  for (let i = 0; i < 8; i++) {
-    if (i >= best.base && i < best.base + best.len) {
-      if (i === best.base) out += ':';
-      continue;
-    }
-    if (i !== 0) out += ':';
-    if (i === 6 && v4Tail) {
-      out += `${addr[12]}.${addr[13]}.${addr[14]}.${addr[15]}`;
-      break;
-    }
-    out += words[i]!.toString(16);
-  }
-  if (best.base !== -1 && best.base + best.len === 8) out += ':';
-  return out;
+  return formatIPv6Bytes(addr);
 }
 
 // ---------------------------------------------------------------- errors

@@ -230,7 +230,8 @@ export function freshApplyCommands(backend: Backend, families: readonly IpFamily
   return backend === 'nft' ? [[...NFT_APPLY]] : families.map((family) => restoreArgv(backend, family));
 }
 
-const NFT_APPLY = ['nft', '-f', '-'] as const;
+/** `nft -f -`: how every nft ruleset (pod and node) is written. */
+export const NFT_APPLY = ['nft', '-f', '-'] as const;
 
 function restoreArgv(backend: IptablesBackend, family: IpFamily): string[] {
   const wait = backend === 'iptables-legacy' ? ['--wait', '10'] : [];
@@ -407,7 +408,8 @@ function isRoutingExists(err: unknown): boolean {
   return err instanceof RedirectionError && /File exists/.test(err.result.stderr);
 }
 
-function binary(backend: IptablesBackend, family: IpFamily, tool: 'save' | 'restore'): string {
+/** The iptables tool of `backend` and `family`, e.g. ip6tables-nft-save (pod and node alike). */
+export function binary(backend: IptablesBackend, family: IpFamily, tool: 'save' | 'restore'): string {
   return `${family === 4 ? 'iptables' : 'ip6tables'}-${backend === 'iptables-legacy' ? 'legacy' : 'nft'}-${tool}`;
 }
 

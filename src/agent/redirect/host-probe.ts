@@ -70,7 +70,7 @@
 import { SocketAddress } from 'node:net';
 import { type IpFamily, type RedirectConfig, DEFAULT_REDIRECT_CONFIG } from './config.js';
 import type { Backend } from './detect.js';
-import { type CommandResult, type CommandRunner, type RunnerSource, hostRunner, nftRuns } from './exec.js';
+import { type CommandResult, type CommandRunner, type RunnerSource, binary, hostRunner, NFT_APPLY, nftRuns } from './exec.js';
 import { type IptablesState, type IptablesTableState, parseIptablesSave } from './iptables.js';
 
 export const HOST_PROBE_CHAIN = 'AMBIT-PROBE-SNAT';
@@ -442,8 +442,6 @@ export function hostProbeSyncCommands(backend: Backend, families: readonly IpFam
   return backend === 'nft' ? [[...NFT_APPLY]] : families.map((family) => restoreArgv(backend, family));
 }
 
-const NFT_APPLY = ['nft', '-f', '-'] as const;
-
 /** `--wait`: kube-proxy writes the same nat table (legacy serialises on the xtables lock; nft ignores it). */
 function restoreArgv(backend: IptablesBackend, family: IpFamily): string[] {
   return [binary(backend, family, 'restore'), '--noflush', `--wait=${LOCK_WAIT_SECONDS}`];
@@ -592,9 +590,6 @@ export function natSection(saveText: string): string {
   return end < 0 ? saveText.slice(start) : saveText.slice(start, start + end) + 'COMMIT\n';
 }
 
-function binary(backend: IptablesBackend, family: IpFamily, tool: 'save' | 'restore'): string {
-  return `${family === 4 ? 'iptables' : 'ip6tables'}-${backend === 'iptables-legacy' ? 'legacy' : 'nft'}-${tool}`;
-}
 
 function hostProbeHint(stderr: string): string | undefined {
   if (/not installed/.test(stderr)) return "install iptables (1.8.4 or newer) in the agent image, or use the node's backend";

@@ -29,7 +29,6 @@ export {
   hostRunner,
   freshApplyCommands,
   inspectRedirection,
-  ipRouting,
   netnsRunner,
   removeRedirection,
   RedirectionError,
