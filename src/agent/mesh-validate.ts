@@ -35,30 +35,21 @@ const isPort = (v: unknown): boolean => Number.isInteger(v) && (v as number) > 0
 const isStringArray = (v: unknown): v is string[] => Array.isArray(v) && v.every(isStr);
 const isStringMap = (v: unknown): v is Record<string, string> => isObj(v) && Object.values(v).every(isStr);
 
+/** The check of each resource type (a Record, so a new type cannot be left unchecked). */
+const CHECKS: Record<ResourceType, (o: Obj, problems: string[]) => void> = {
+  workloads: (w, problems) => workloadProblems(w, true, problems),
+  peers: (w, problems) => workloadProblems(w, false, problems),
+  services: serviceProblems,
+  authorizationPolicies: authorizationPolicyProblems,
+  peerAuthentications: peerAuthenticationProblems,
+  routes: routeProblems,
+};
+
 /** The problems of one resource of `type` (an empty list: usable). */
 export function resourceProblems(type: ResourceType, value: SnapshotResources[ResourceType][string] | unknown): string[] {
-  const problems: string[] = [];
   if (!isObj(value)) return ['is not an object'];
-  switch (type) {
-    case 'workloads':
-      workloadProblems(value, true, problems);
-      break;
-    case 'peers':
-      workloadProblems(value, false, problems);
-      break;
-    case 'services':
-      serviceProblems(value, problems);
-      break;
-    case 'authorizationPolicies':
-      authorizationPolicyProblems(value, problems);
-      break;
-    case 'peerAuthentications':
-      peerAuthenticationProblems(value, problems);
-      break;
-    case 'routes':
-      routeProblems(value, problems);
-      break;
-  }
+  const problems: string[] = [];
+  CHECKS[type](value, problems);
   return problems;
 }
 

@@ -42,8 +42,7 @@ import { kubeSecretStore, publishTrustRoots } from './ca-secret.js';
 import { NackBook, objectOfResource, refKey, withProgrammed, type ObjectRef } from './nack-status.js';
 import { PushHub, type PushObserver } from './push-hub.js';
 import { PushServer } from './push.js';
-import { snapshotBytes, snapshotFor } from './snapshot.js';
-
+import { demandedScope, snapshotBytes, snapshotFor } from './snapshot.js';
 
 /**
  * Node scope: the Services a node's own workloads serve, plus what its agent asked for on demand
@@ -56,29 +55,6 @@ export const NODE_SCOPE = { namespaceServices: false } as const;
 /** Bound on a node's on-demand addresses (a misbehaving agent cannot grow the scope without end). */
 const MAX_DEMANDS_PER_NODE = 4096;
 
-/** Address → the Service (cluster IP) or workload (pod IP) behind it, per model. */
-const addressIndexes = new WeakMap<MeshModel, { services: Map<string, string>; workloads: Map<string, string> }>();
-
-/** The Services and workloads behind the demanded addresses, as snapshotFor's subscriptions. */
-export function demandedScope(model: MeshModel, addresses: ReadonlySet<string> | undefined): { subscribedServices?: Set<string>; subscribedWorkloads?: Set<string> } {
-  if (!addresses || addresses.size === 0) return {};
-  let ix = addressIndexes.get(model);
-  if (!ix) {
-    ix = { services: new Map(), workloads: new Map() };
-    for (const svc of model.services.values()) for (const vip of svc.vips) ix.services.set(vip, svc.key);
-    for (const w of model.workloads.values()) for (const ip of w.ips) ix.workloads.set(ip, w.uid);
-    addressIndexes.set(model, ix);
-  }
-  const services = new Set<string>();
-  const workloads = new Set<string>();
-  for (const a of addresses) {
-    const svc = ix.services.get(a);
-    if (svc) services.add(svc);
-    const uid = ix.workloads.get(a);
-    if (uid) workloads.add(uid);
-  }
-  return { subscribedServices: services, subscribedWorkloads: workloads };
-}
 export interface ControlPlaneOptions {
   config: ControlConfig;
   kube: KubeConnection;
@@ -344,13 +320,7 @@ export class ControlPlane {
     const todo = last && last.roots === rootsKey ? nodesToRecompute(last.model, model, nodes, (n) => this.hub.current(n), NODE_SCOPE) : nodes;
     this.#last = { model, roots: rootsKey };
     let published = 0;
-    for (const node of [...todo].sort()) {
-      const snap = snapshotFor(model, node, { trustRoots: roots, ...NODE_SCOPE, ...demandedScope(model, this.#demands.get(node)) });
-      if (this.hub.publish(snap)) {
-        published++;
-        this.#opts.metrics.snapshotBytes.set({ node }, snapshotBytes(snap));
-      }
-    }
+    for (const node of [...todo].sort()) if (this.#publish(model, node, roots)) published++;
     for (const node of this.hub.nodes()) {
       if (nodes.has(node)) continue;
       this.hub.forget(node);
@@ -376,9 +346,16 @@ export class ControlPlane {
     for (const a of fresh) held.add(a);
     const last = this.#last;
     if (fresh.length === 0 || !last || this.#stopped) return;
-    const snap = snapshotFor(last.model, node, { trustRoots: this.#ca.trustBundle().roots, ...NODE_SCOPE, ...demandedScope(last.model, held) });
-    if (this.hub.publish(snap)) this.#opts.metrics.snapshotBytes.set({ node }, snapshotBytes(snap));
+    this.#publish(last.model, node, this.#ca.trustBundle().roots);
     this.#log.debug({ node, addresses: fresh }, 'on-demand scope extended');
+  }
+
+  /** Computes and publishes one node's snapshot (its scope: NODE_SCOPE and its demands); true when it changed. */
+  #publish(model: MeshModel, node: string, roots: readonly string[]): boolean {
+    const snap = snapshotFor(model, node, { trustRoots: roots, ...NODE_SCOPE, ...demandedScope(model, this.#demands.get(node)) });
+    if (!this.hub.publish(snap)) return false;
+    this.#opts.metrics.snapshotBytes.set({ node }, snapshotBytes(snap));
+    return true;
   }
 
   /** A status-only change (ours or another replica's write): re-check statuses against the last model, no recompute. */

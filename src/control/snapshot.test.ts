@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { apply, canonicalJson, DeltaMismatchError, diff, isEmptyDelta, snapshotFor, type NodeSnapshot } from './snapshot.js';
+import { apply, canonicalJson, DeltaMismatchError, demandedScope, diff, isEmptyDelta, snapshotFor, type NodeSnapshot } from './snapshot.js';
 import { computeModel, type ClusterObjects, type MeshModel } from '../state/model.js';
 import type { EndpointSliceObject, KubeObject, PodObject, ServiceObject } from '../state/objects.js';
 import { generateCluster } from './snapshot.gen.js';
@@ -129,8 +129,7 @@ test('property: apply(prev, diff(prev, next)) equals next', () => {
   }
 });
 
-test('on-demand scope: addresses an agent met become the Services and pods behind them', async () => {
-  const { demandedScope } = await import('./server.js');
+test('on-demand scope: addresses an agent met become the Services and pods behind them', () => {
   const m = mesh();
   const scope = demandedScope(m, new Set(['10.96.0.3', '10.0.0.3', '8.8.8.8']));
   assert.deepEqual([...scope.subscribedServices!], ['bank/api'], 'a cluster IP: its Service');

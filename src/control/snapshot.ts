@@ -58,6 +58,8 @@ interface ModelIndex {
   policiesByNamespace: Map<string, AuthorizationPolicy[]>;
   peerAuthsByNamespace: Map<string, PeerAuthentication[]>;
   routesByParent: Map<string, Route[]>;
+  /** address → the Service (cluster IP) or workload (pod IP) behind it; built on a model's first demand */
+  byAddress?: { services: Map<string, string>; workloads: Map<string, string> };
 }
 
 const indexes = new WeakMap<MeshModel, ModelIndex>();
@@ -84,6 +86,28 @@ function indexOf(model: MeshModel): ModelIndex {
   return ix;
 }
 
+/**
+ * On-demand scope (rule (b)): the Services and workloads behind the addresses an agent met (a
+ * Service VIP or a pod IP), as snapshotFor's subscriptions. An address that is neither adds nothing.
+ */
+export function demandedScope(model: MeshModel, addresses: ReadonlySet<string> | undefined): Pick<SnapshotOptions, 'subscribedServices' | 'subscribedWorkloads'> {
+  if (!addresses || addresses.size === 0) return {};
+  const ix = indexOf(model);
+  if (!ix.byAddress) {
+    ix.byAddress = { services: new Map(), workloads: new Map() };
+    for (const svc of model.services.values()) for (const vip of svc.vips) ix.byAddress.services.set(vip, svc.key);
+    for (const w of model.workloads.values()) for (const ip of w.ips) ix.byAddress.workloads.set(ip, w.uid);
+  }
+  const services = new Set<string>();
+  const workloads = new Set<string>();
+  for (const a of addresses) {
+    const svc = ix.byAddress.services.get(a);
+    if (svc) services.add(svc);
+    const uid = ix.byAddress.workloads.get(a);
+    if (uid) workloads.add(uid);
+  }
+  return { subscribedServices: services, subscribedWorkloads: workloads };
+}
 
 function trustOf(model: MeshModel, opts: SnapshotOptions): TrustSettings {
   return { trustDomain: model.config.trustDomain, rootNamespace: model.config.rootNamespace, roots: [...(opts.trustRoots ?? [])] };
@@ -144,6 +168,7 @@ export function snapshotFor(model: MeshModel, node: string, opts: SnapshotOption
   const ix = indexOf(model);
   const root = model.config.rootNamespace;
   const local = ix.workloadsByNode.get(node) ?? [];
+  const enrolled = local.filter((w) => w.enrolled);
   const scope = servicesInScope(model, ix, local, opts);
 
   const services = new Map<string, Service>();
@@ -159,9 +184,8 @@ export function snapshotFor(model: MeshModel, node: string, opts: SnapshotOption
   }
   for (const uid of opts.subscribedWorkloads ?? []) addPeer(uid);
   // rule (c) for pods: the workloads of those namespaces too, so a pod called by its IP is known
-  if (opts.namespaceServices) for (const ns of new Set(local.filter((w) => w.enrolled).map((w) => w.namespace))) for (const w of ix.workloadsByNamespace.get(ns) ?? []) addPeer(w.uid);
+  if (opts.namespaceServices) for (const ns of new Set(enrolled.map((w) => w.namespace))) for (const w of ix.workloadsByNamespace.get(ns) ?? []) addPeer(w.uid);
 
-  const enrolled = local.filter((w) => w.enrolled);
   const namespaces = new Set([root, ...enrolled.map((w) => w.namespace)]);
   const authz = new Map<string, AuthorizationPolicy>();
   const peerAuths = new Map<string, PeerAuthentication>();
