@@ -75,7 +75,7 @@ export interface AgentConfig {
   drainMs: number;
   /** serve /debug/cpu-profile?seconds=N on the readiness port (off by default: it costs CPU and shows code) */
   debugProfiling: boolean;
-  /** worker threads the proxy spreads over (SO_REUSEPORT in every pod); 1: the main thread proxies */
+  /** worker threads the proxy spreads over (SO_REUSEPORT in every pod); 0: no workers, the main thread proxies */
   proxyWorkers: number;
   logLevel: LogLevel;
 }

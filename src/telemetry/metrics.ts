@@ -6,6 +6,7 @@
  */
 import http from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { MAX_PROFILE_MS } from './profile.js';
 
 /** The control plane's metrics (names prefixed ambit_control_). */
 export class ControlMetrics {
@@ -82,8 +83,8 @@ export async function startAdminServer(opts: {
     }
     if (path === '/debug/cpu-profile' && opts.profile) {
       const seconds = Number(new URL(req.url ?? '/', 'http://x').searchParams.get('seconds') ?? 10);
-      if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 60) {
-        res.writeHead(400, { 'Content-Type': 'text/plain' }).end('seconds must be a number in (0, 60]\n');
+      if (!Number.isFinite(seconds) || seconds <= 0 || seconds * 1000 > MAX_PROFILE_MS) {
+        res.writeHead(400, { 'Content-Type': 'text/plain' }).end(`seconds must be a number in (0, ${MAX_PROFILE_MS / 1000}]\n`);
         return;
       }
       opts.profile(seconds * 1000).then(

@@ -52,7 +52,7 @@ export interface ProxyWorkerPoolOptions {
    * 'changed' listeners, the pool's first, run before it answers).
    */
   resolve?: (address: string) => Promise<boolean>;
-  /** worker threads; at least 1 (the agent keeps its in-thread path for 1 and makes no pool) */
+  /** worker threads; at least 1 (with --proxy-workers=0 the agent keeps its in-thread path and makes no pool) */
   workers: number;
   /** the in-pod ports, marks and families (the agent's RedirectConfig) */
   config: InPodNetConfig;
@@ -195,8 +195,10 @@ export class ProxyWorkerPool extends EventEmitter<ProxyWorkerPoolEvents> {
    */
   async openPod(netns: string, pod: PodRef, upstream?: { host: string; port: number }): Promise<void> {
     const key = podKey(pod);
-    this.#pods.set(key, { netns, pod, ...(upstream ? { upstream } : {}) });
-    const msg = { type: 'open' as const, netns, pod: { namespace: pod.namespace, name: pod.name, uid: pod.uid, ips: [...pod.ips] }, ...(upstream ? { upstream } : {}) };
+    // only the PodRef fields cross to the workers (now and when one is restarted)
+    const entry: PodEntry = { netns, pod: { namespace: pod.namespace, name: pod.name, uid: pod.uid, ips: [...pod.ips] }, ...(upstream ? { upstream } : {}) };
+    this.#pods.set(key, entry);
+    const msg = openMessage(entry);
     const results = await Promise.allSettled(this.#live().map((s) => this.#request(s, msg)));
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected' && !(r.reason instanceof WorkerGoneError));
     if (failed || !results.some((r) => r.status === 'fulfilled')) {
@@ -267,10 +269,6 @@ export class ProxyWorkerPool extends EventEmitter<ProxyWorkerPoolEvents> {
   /** Prometheus text of `metricsJson()`, for /metrics. */
   async metrics(): Promise<string> {
     return AggregatorRegistry.aggregate(await this.metricsJson()).metrics();
-  }
-
-  get contentType(): string {
-    return this.#opts.registry?.contentType ?? 'text/plain; version=0.0.4; charset=utf-8';
   }
 
   /**
@@ -401,7 +399,7 @@ export class ProxyWorkerPool extends EventEmitter<ProxyWorkerPoolEvents> {
     this.#spawn(slot);
     const entries = [...this.#pods.values()];
     const results = await Promise.allSettled(
-      entries.map((e) => this.#request(slot, { type: 'open', netns: e.netns, pod: e.pod, ...(e.upstream ? { upstream: e.upstream } : {}) })),
+      entries.map((e) => this.#request(slot, openMessage(e))),
     );
     let failed = 0;
     results.forEach((r, i) => {
@@ -438,6 +436,11 @@ export class ProxyWorkerPool extends EventEmitter<ProxyWorkerPoolEvents> {
       worker.postMessage({ ...msg, id } as ToWorker);
     });
   }
+}
+
+/** The request that makes a worker listen for a pod. */
+function openMessage(e: PodEntry): RequestBody & { type: 'open' } {
+  return { type: 'open', netns: e.netns, pod: e.pod, ...(e.upstream ? { upstream: e.upstream } : {}) };
 }
 
 type DistributiveOmit<T, K extends keyof T> = T extends unknown ? Omit<T, K> : never;
