@@ -353,8 +353,10 @@ class Tools {
 const nftAvailable = new WeakMap<object, Promise<boolean>>();
 
 /**
- * Whether the `nft` binary runs. It does not change while the agent runs, so it is asked once per
- * `key` (the injected runner, or one shared key for the real tools) — pod netns and node alike.
+ * Whether the `nft` binary runs. It does not change while the agent runs, so a yes is asked once
+ * per `key` (the injected runner, or one shared key for the real tools) — pod netns and node
+ * alike. A no is asked again next time: one failed start (a fork refused under memory pressure)
+ * must not turn the iptables-nft table cleanup off for the agent's lifetime.
  */
 export function nftRuns(run: CommandRunner, key: object = nftAvailable): Promise<boolean> {
   let known = nftAvailable.get(key);
@@ -364,6 +366,9 @@ export function nftRuns(run: CommandRunner, key: object = nftAvailable): Promise
       () => false,
     );
     nftAvailable.set(key, known);
+    void known.then((yes) => {
+      if (!yes && nftAvailable.get(key) === known) nftAvailable.delete(key);
+    });
   }
   return known;
 }
